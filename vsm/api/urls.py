@@ -1,0 +1,17 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from vsm.api import views
+
+router = DefaultRouter()
+router.register("products", views.ProductViewSet, basename="product")
+router.register("teams", views.TeamViewSet, basename="team")
+router.register("artifacts", views.ArtifactViewSet, basename="artifact")
+router.register("links", views.ArtifactLinkViewSet, basename="artifactlink")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include(router.urls)),
+]
