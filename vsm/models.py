@@ -15,6 +15,7 @@ from vsm.querysets import (
     StateTransitionQuerySet,
     TeamQuerySet,
 )
+from vsm.validators import validate_hex_colour, validate_time_zone
 
 
 def choices_check(field: str, choices: type[models.TextChoices], name: str) -> models.CheckConstraint:
@@ -28,7 +29,10 @@ class Product(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     description = models.TextField(blank=True)
     time_zone = models.CharField(
-        max_length=64, default="UTC", help_text="IANA time zone used for day boundaries in metrics."
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="IANA time zone used for day boundaries in metrics.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -126,7 +130,9 @@ class FlowItemType(models.Model):
 
     name = models.CharField(max_length=40, unique=True)
     slug = models.SlugField(max_length=40, unique=True)
-    color = models.CharField(max_length=7, default="#4e79a7", help_text="Chart colour, #rrggbb.")
+    color = models.CharField(
+        max_length=7, default="#4e79a7", validators=[validate_hex_colour], help_text="Chart colour, #rrggbb."
+    )
     order = models.PositiveSmallIntegerField(default=0)
 
     objects = ReferenceDataQuerySet.as_manager()
