@@ -6,12 +6,13 @@ import factory
 from django.contrib.auth import get_user_model
 
 from connectors.models import ToolConnection
-from vsm.choices import FlowState, LinkKind, LinkOrigin, ProductRoleName
+from vsm.choices import FieldType, FlowState, LinkKind, LinkOrigin, ProductRoleName
 from vsm.models import (
     Artifact,
     ArtifactLink,
     ArtifactModel,
     FlowItemType,
+    ModelField,
     Partner,
     PartnerGrant,
     PartnerMembership,
@@ -149,3 +150,154 @@ class ArtifactLinkFactory(factory.django.DjangoModelFactory):
     target = factory.SubFactory(ArtifactFactory)
     kind = LinkKind.CHILD_OF
     origin = LinkOrigin.TOOL
+
+
+class FlowItemTypeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = FlowItemType
+
+    name = factory.Sequence(lambda n: f"Flow type {n}")
+    slug = factory.Sequence(lambda n: f"flow-type-{n}")
+    color = "#59a14f"
+    order = factory.Sequence(lambda n: 100 + n)
+
+
+class ArtifactModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ArtifactModel
+
+    name = factory.Sequence(lambda n: f"Custom model {n}")
+    slug = factory.Sequence(lambda n: f"custom-model-{n}")
+    default_flow_item_type = factory.LazyFunction(lambda: flow_item_type("feature"))
+
+
+class ModelFieldFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelField
+
+    artifact_model = factory.SubFactory(ArtifactModelFactory)
+    name = factory.Sequence(lambda n: f"field_{n}")
+    label = factory.Sequence(lambda n: f"Field {n}")
+    field_type = FieldType.TEXT
+
+
+# --- A world for scoping tests (API, portal, querysets) ---------------------------------------------
+
+SECRET_ACCOUNT = "Globex Secret Account"
+SECRET_REVENUE = 4242424
+SECRET_VALUE = "98765.43"
+
+
+def grant_view_all_products(user):
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="vsm", codename="view_all_products")
+    )
+    return user
+
+
+def build_scope_world():
+    """Two products, two partners, a user of every kind, and artifacts at every distance from partner A.
+
+    Product "granted" is granted to partners A and B; product "other" only to B. Partner A owns the
+    connection "A tool" and the team "A team". Artifacts are named by their key:
+
+    - A-OWN-CONN (a Request with internal fields and a value, from A's connection) and A-OWN-TEAM (on A's
+      team, from an internal connection): A's own;
+    - LINKED-OUT (A-OWN-CONN -> it), LINKED-IN (it -> A-OWN-TEAM), B-LINKED (B's, -> A-OWN-CONN): one hop;
+    - TWO-HOPS (LINKED-OUT -> it), INTERNAL (linked only to B-OWN), B-OWN: not in A's scope;
+    - A-ELSEWHERE (A's connection, product "other"), LINKED-ELSEWHERE (A-OWN-CONN -> it, product
+      "other"), OTHER: in a product A is not granted.
+    """
+    from types import SimpleNamespace
+
+    w = SimpleNamespace()
+    w.product = ProductFactory(name="Granted product", slug="granted")
+    w.other_product = ProductFactory(name="Other product", slug="other")
+    w.partner = PartnerFactory(name="Partner A", slug="partner-a")
+    w.other_partner = PartnerFactory(name="Partner B", slug="partner-b")
+    PartnerGrantFactory(partner=w.partner, product=w.product)
+    PartnerGrantFactory(partner=w.other_partner, product=w.product)
+    PartnerGrantFactory(partner=w.other_partner, product=w.other_product)
+
+    w.internal_conn = ToolConnectionFactory(name="Internal Jira")
+    w.partner_conn = ToolConnectionFactory(name="A tool", partner=w.partner)
+    w.other_partner_conn = ToolConnectionFactory(name="B tool", partner=w.other_partner)
+    w.other_product_conn = ToolConnectionFactory(name="Other Jira")
+
+    w.internal_team = TeamFactory(product=w.product, name="Internal team")
+    w.partner_team = TeamFactory(product=w.product, name="A team", partner=w.partner)
+    w.other_partner_team = TeamFactory(product=w.product, name="B team", partner=w.other_partner)
+    w.other_product_team = TeamFactory(product=w.other_product, name="Other team")
+    w.partner_team_elsewhere = TeamFactory(
+        product=w.other_product, name="A team elsewhere", partner=w.partner
+    )
+
+    def art(key, product, connection, team=None, **kwargs):
+        return ArtifactFactory(
+            key=key, title=f"{key} title", product=product, connection=connection, team=team, **kwargs
+        )
+
+    a = {}
+    a["A-OWN-CONN"] = art(
+        "A-OWN-CONN",
+        w.product,
+        w.partner_conn,
+        artifact_model=artifact_model("request"),
+        flow_item_type=None,
+        fields={
+            "customer_account": SECRET_ACCOUNT,
+            "revenue": SECRET_REVENUE,
+            "deal_breaker": True,
+            "priority": "High",
+            "requested_by": "Pat Requester",
+        },
+        value=SECRET_VALUE,
+    )
+    a["A-OWN-TEAM"] = art("A-OWN-TEAM", w.product, w.internal_conn, w.partner_team)
+    a["LINKED-OUT"] = art("LINKED-OUT", w.product, w.internal_conn, w.internal_team)
+    a["LINKED-IN"] = art("LINKED-IN", w.product, w.internal_conn)
+    a["TWO-HOPS"] = art("TWO-HOPS", w.product, w.internal_conn)
+    a["INTERNAL"] = art("INTERNAL", w.product, w.internal_conn, w.internal_team)
+    a["B-OWN"] = art("B-OWN", w.product, w.other_partner_conn)
+    a["B-LINKED"] = art("B-LINKED", w.product, w.other_partner_conn, w.other_partner_team)
+    a["A-ELSEWHERE"] = art("A-ELSEWHERE", w.other_product, w.partner_conn, w.partner_team_elsewhere)
+    a["LINKED-ELSEWHERE"] = art("LINKED-ELSEWHERE", w.other_product, w.other_product_conn)
+    a["OTHER"] = art("OTHER", w.other_product, w.other_product_conn, w.other_product_team)
+    w.artifacts = a
+
+    w.links = {}
+    for source, target in [
+        ("A-OWN-CONN", "LINKED-OUT"),
+        ("LINKED-IN", "A-OWN-TEAM"),
+        ("LINKED-OUT", "TWO-HOPS"),
+        ("B-LINKED", "A-OWN-CONN"),
+        ("INTERNAL", "B-OWN"),
+        ("A-OWN-CONN", "LINKED-ELSEWHERE"),
+        ("OTHER", "LINKED-ELSEWHERE"),
+    ]:
+        w.links[f"{source}>{target}"] = ArtifactLinkFactory(
+            source=a[source], target=a[target], kind=LinkKind.RELATES_TO
+        )
+    # A fixed time (not the factory's sequence), so tests may place later transitions after it.
+    started = BASE_TIME + timedelta(hours=1)
+    w.transitions = {
+        key: StateTransitionFactory(artifact=artifact, at=started) for key, artifact in a.items()
+    }
+
+    w.staff = UserFactory(username="staff", is_staff=True)
+    w.superuser = UserFactory(username="superuser", is_superuser=True)
+    w.leader = grant_view_all_products(UserFactory(username="leader"))
+    w.owner = ProductRoleFactory(product=w.product, role=ProductRoleName.OWNER, user__username="owner").user
+    w.viewer = ProductRoleFactory(
+        product=w.product, role=ProductRoleName.VIEWER, user__username="viewer"
+    ).user
+    w.other_owner = ProductRoleFactory(product=w.other_product, user__username="other-owner").user
+    w.partner_user = PartnerMembershipFactory(partner=w.partner, user__username="partner-a-user").user
+    w.other_partner_user = PartnerMembershipFactory(
+        partner=w.other_partner, user__username="partner-b-user"
+    ).user
+    w.outsider = UserFactory(username="outsider")
+    w.inactive = ProductRoleFactory(product=w.product, user__username="inactive", user__is_active=False).user
+    return w

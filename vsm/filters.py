@@ -1,8 +1,10 @@
 """One FilterSet per model, shared by the portal and the API."""
 
 import django_filters
+from django import forms
 from django.db.models import Q
 
+from connectors.models import ToolConnection
 from vsm.choices import FlowState, LinkKind, LinkOrigin
 from vsm.models import (
     Artifact,
@@ -24,8 +26,23 @@ def visible_partners(request):
     return Partner.objects.visible_to(request.user) if request else Partner.objects.none()
 
 
+def visible_connections(request):
+    return ToolConnection.objects.visible_to(request.user) if request else ToolConnection.objects.none()
+
+
 def visible_teams(request):
     return Team.objects.visible_to(request.user) if request else Team.objects.none()
+
+
+class IdFilter(django_filters.NumberFilter):
+    """A database id: a whole number within a 64-bit key, so 1.5 or 10**30 is a 400, not a crash."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
 
 
 class ProductFilterSet(django_filters.FilterSet):
@@ -51,6 +68,7 @@ class TeamFilterSet(django_filters.FilterSet):
 class ArtifactFilterSet(django_filters.FilterSet):
     product = django_filters.ModelChoiceFilter(queryset=visible_products)
     team = django_filters.ModelChoiceFilter(queryset=visible_teams)
+    connection = django_filters.ModelChoiceFilter(queryset=visible_connections)
     model = django_filters.ModelChoiceFilter(
         field_name="artifact_model",
         to_field_name="slug",
@@ -61,9 +79,17 @@ class ArtifactFilterSet(django_filters.FilterSet):
         to_field_name="slug", queryset=FlowItemType.objects.all(), label="Flow item type (slug)"
     )
     flow_state = django_filters.MultipleChoiceFilter(choices=FlowState.choices)
-    updated = django_filters.IsoDateTimeFromToRangeFilter(field_name="updated_at")
+    # Two named filters rather than one range filter, so an error names the parameter that was sent.
+    updated_after = django_filters.IsoDateTimeFilter(
+        field_name="updated_at", lookup_expr="gte", label="Updated at or after (ISO 8601)"
+    )
+    updated_before = django_filters.IsoDateTimeFilter(
+        field_name="updated_at", lookup_expr="lte", label="Updated at or before (ISO 8601)"
+    )
     q = django_filters.CharFilter(method="search", label="Key or title contains")
-    include_deleted = django_filters.BooleanFilter(method="filter_deleted", label="Include deleted items")
+    include_deleted = django_filters.BooleanFilter(
+        method="keep_deleted", label="Include items deleted in their tool (hidden by default)"
+    )
 
     class Meta:
         model = Artifact
@@ -72,14 +98,23 @@ class ArtifactFilterSet(django_filters.FilterSet):
     def search(self, queryset, name, value):
         return queryset.filter(Q(key__iexact=value) | Q(key__icontains=value) | Q(title__icontains=value))
 
-    def filter_deleted(self, queryset, name, value):
-        return queryset if value else queryset.filter(deleted_at__isnull=True)
+    def keep_deleted(self, queryset, name, value):
+        return queryset  # acted on in filter_queryset, which also applies when the parameter is absent
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        if not self.form.cleaned_data.get("include_deleted"):
+            queryset = queryset.filter(deleted_at__isnull=True)
+        return queryset
 
 
 class ArtifactLinkFilterSet(django_filters.FilterSet):
     kind = django_filters.MultipleChoiceFilter(choices=LinkKind.choices)
     origin = django_filters.ChoiceFilter(choices=LinkOrigin.choices)
-    artifact = django_filters.NumberFilter(method="either_end", label="Artifact at either end (id)")
+    artifact = IdFilter(method="either_end", label="Artifact at either end (id)")
+    # Plain ids, not model choices: a lookup would tell a foreign id (valid) from an unknown one.
+    source = IdFilter(field_name="source_id", label="Source artifact (id)")
+    target = IdFilter(field_name="target_id", label="Target artifact (id)")
 
     class Meta:
         model = ArtifactLink
@@ -90,9 +125,14 @@ class ArtifactLinkFilterSet(django_filters.FilterSet):
 
 
 class StateTransitionFilterSet(django_filters.FilterSet):
-    at = django_filters.IsoDateTimeFromToRangeFilter()
+    at_after = django_filters.IsoDateTimeFilter(
+        field_name="at", lookup_expr="gte", label="At or after (ISO 8601)"
+    )
+    at_before = django_filters.IsoDateTimeFilter(
+        field_name="at", lookup_expr="lte", label="At or before (ISO 8601)"
+    )
     to_state = django_filters.MultipleChoiceFilter(choices=FlowState.choices)
 
     class Meta:
         model = StateTransition
-        fields = ["at", "to_state"]
+        fields = ["at_after", "at_before", "to_state"]

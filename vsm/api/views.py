@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 
 from vsm.api.serializers import (
     ArtifactLinkSerializer,
@@ -44,6 +45,9 @@ class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["updated_at", "created_at", "done_at", "key", "id"]
 
     def get_queryset(self):
+        if self.action == "transitions":
+            # The nested list: its filterset, ordering and schema apply to transitions, not artifacts.
+            return StateTransition.objects.visible_to(self.request.user)
         return Artifact.objects.visible_to(self.request.user).select_related(
             "artifact_model", "flow_item_type", "connection"
         )
@@ -62,10 +66,8 @@ class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
     )
     def transitions(self, request, pk=None):
         """The artifact's state transitions, oldest first."""
-        artifact = self.get_object()
-        queryset = self.filter_queryset(
-            StateTransition.objects.filter(artifact=artifact).order_by("at", "id")
-        )
+        artifact = get_object_or_404(Artifact.objects.visible_to(request.user), pk=pk)
+        queryset = self.filter_queryset(self.get_queryset().filter(artifact=artifact).order_by("at", "id"))
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(StateTransitionSerializer(page, many=True).data)
 
