@@ -14,6 +14,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("VSM_VAR_DIR", default=str(BASE_DIR / "var")))
 
 env = environ.Env()
+# The embedded SQLite database and collected static files live here; make sure it exists.
+(VAR_DIR / "static").mkdir(parents=True, exist_ok=True)
 
 try:
     DEBUG = read_bool(env, "VSM_DEBUG", False)
@@ -143,8 +145,9 @@ if BEHIND_TLS_PROXY:
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first, so an unauthenticated request answers 401 with WWW-Authenticate.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": [
@@ -164,6 +167,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"FlowStateEnum": "vsm.choices.FlowState"},
 }
 
 # Celery: without a broker, tasks run in-process (the embedded mode).
