@@ -21,7 +21,7 @@ $(INSTALLED): pyproject.toml
 # The embedded mode: SQLite under var/, tasks in-process, debug on for local use only.
 demo: install
 	VSM_DEBUG=1 $(BIN)/python manage.py migrate --noinput
-	VSM_DEBUG=1 $(BIN)/python manage.py demo_setup
+	VSM_DEBUG=1 $(BIN)/python manage.py demo_setup --url http://$(HOST):$(PORT)
 	VSM_DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install

@@ -56,3 +56,12 @@ def fixtures_dir():
             pytest.fail(f"VSM_REQUIRE_FIXTURES is set but {message}", pytrace=False)
         pytest.skip(message)
     return path
+
+
+def pytest_report_header(config):
+    database = settings.DATABASES["default"]
+    broker = os.environ.get("VSM_CELERY_BROKER_URL") or "none (tasks run in-process)"
+    return [
+        f"vsm: database {database['ENGINE'].rsplit('.', 1)[-1]} ({database['NAME']}), broker {broker}",
+        f"vsm: require services {_flag('VSM_REQUIRE_SERVICES')}, fixtures {_flag('VSM_REQUIRE_FIXTURES')}",
+    ]
