@@ -77,3 +77,45 @@ def wait_until(condition, timeout: float, process=None, log_path=None, interval:
         time.sleep(interval)
     log = log_path.read_text(errors="replace")[-3000:] if log_path else ""
     raise AssertionError(f"condition not met within {timeout} s; worker log:\n{log}")
+
+
+@contextmanager
+def celery_beat(log_path):
+    """Yield a `celery beat -S django` process on the test database, stopped by its own pid."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_of_test_db(),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+    }
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "vsm",
+                "beat",
+                "-S",
+                "django",
+                "--loglevel",
+                "DEBUG",
+                "--schedule",
+                str(log_path.with_suffix(".schedule")),
+                "--pidfile",
+                "",
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)

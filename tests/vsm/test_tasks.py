@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 
 from tests.factories import ArtifactFactory, StateTransitionFactory
-from tests.workers import celery_worker, wait_until
+from tests.workers import celery_beat, celery_worker, wait_until
 from vsm.choices import FlowState
 from vsm.models import Artifact
 from vsm.services import artifact_refresh_flow_dates
@@ -60,3 +60,21 @@ def test_a_real_worker_runs_the_task_end_to_end(tmp_path):
     assert artifact.first_started_at == start + timedelta(hours=2)
     assert artifact.done_at == start + timedelta(hours=5)
     assert "succeeded" in log_path.read_text()
+
+
+@pytest.mark.needs_postgres
+@pytest.mark.needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_beat_starts_with_the_database_scheduler(tmp_path):
+    log_path = tmp_path / "beat.log"
+    with celery_beat(log_path) as process:
+        wait_until(
+            lambda: (
+                "DatabaseScheduler: Schedule changed" in log_path.read_text(errors="replace")
+                or "Writing entries" in log_path.read_text(errors="replace")
+            ),
+            timeout=30,
+            process=process,
+            log_path=log_path,
+        )
+    assert "django_celery_beat.schedulers.DatabaseScheduler" in log_path.read_text()
