@@ -1,5 +1,10 @@
-from django.db import models
+"""Tool connections, what they read (scopes), how their items map to artifact models, and sync records."""
 
+from django.db import models
+from django.db.models import Q
+
+from connectors.credentials import EncryptedSecretsField, Secrets
+from vsm.choices import FlowState, LinkKind, LinkOrigin
 from vsm.querysets import ToolConnectionQuerySet
 
 
@@ -17,6 +22,14 @@ class ToolConnection(models.Model):
         related_name="connections",
         help_text="Set when a partner organisation owns the tool: its items are in the partner's scope.",
     )
+    credentials = EncryptedSecretsField(default=Secrets, blank=True, editable=False)
+    options = models.JSONField(default=dict, blank=True, help_text="Non-secret settings of the connector.")
+    requests_per_second = models.FloatField(
+        default=10.0, help_text="Cap on requests to this tool, to stay inside its rate limits."
+    )
+    last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ToolConnectionQuerySet.as_manager()
@@ -26,3 +39,275 @@ class ToolConnection(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def healthy(self) -> bool | None:
+        if self.last_success_at is None and self.last_error_at is None:
+            return None
+        if self.last_error_at is None:
+            return True
+        return self.last_success_at is not None and self.last_success_at > self.last_error_at
+
+
+class Scope(models.Model):
+    """What to read from a connection (a Jira project or JQL, a repository, a job) and what it feeds."""
+
+    connection = models.ForeignKey(ToolConnection, on_delete=models.CASCADE, related_name="scopes")
+    name = models.CharField(max_length=200)
+    query = models.CharField(
+        max_length=2000, help_text="In the tool's terms: a Jira project key or JQL, a repository, a job..."
+    )
+    product = models.ForeignKey("vsm.Product", on_delete=models.PROTECT, related_name="scopes")
+    team = models.ForeignKey(
+        "vsm.Team",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="scopes",
+        help_text="The team its items belong to, if one team owns them.",
+    )
+    enabled = models.BooleanField(default=True)
+    interval_minutes = models.PositiveIntegerField(default=15, help_text="How often the schedule syncs it.")
+    overlap_seconds = models.PositiveIntegerField(
+        default=120,
+        help_text="Re-read this much before the cursor: tool queries are not exact to the second.",
+    )
+    page_size = models.PositiveSmallIntegerField(default=100)
+    cursor = models.DateTimeField(
+        null=True, blank=True, help_text="The newest change already stored; the next sync reads from here."
+    )
+    last_full_scan_at = models.DateTimeField(null=True, blank=True, editable=False)
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", on_delete=models.SET_NULL, null=True, blank=True, editable=False
+    )
+    # A lease instead of a long transaction: a sync commits page by page, and only the holder syncs.
+    lease_token = models.CharField(max_length=64, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["connection__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["connection", "name"], name="scope_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.connection} / {self.name}"
+
+
+class TypeMapping(models.Model):
+    """A tool item type -> an artifact model and flow item type, optionally only when a field matches."""
+
+    connection = models.ForeignKey(ToolConnection, on_delete=models.CASCADE, related_name="type_mappings")
+    tool_type = models.CharField(max_length=200, help_text="The tool's type name, e.g. Story or Bug.")
+    condition_path = models.CharField(
+        max_length=200, blank=True, help_text="Optional: a field path, e.g. fields.labels, that must match."
+    )
+    condition_value = models.CharField(
+        max_length=200, blank=True, help_text="The value the field must equal (or contain, for lists)."
+    )
+    artifact_model = models.ForeignKey("vsm.ArtifactModel", on_delete=models.PROTECT, related_name="+")
+    flow_item_type = models.ForeignKey(
+        "vsm.FlowItemType",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty: the artifact model's default.",
+    )
+    priority = models.PositiveSmallIntegerField(
+        default=100, help_text="Lower wins when several mappings of one type match."
+    )
+
+    class Meta:
+        ordering = ["connection__name", "tool_type", "priority"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "tool_type", "condition_path", "condition_value"],
+                name="type_mapping_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        condition = f" when {self.condition_path}={self.condition_value}" if self.condition_path else ""
+        return f"{self.connection}: {self.tool_type}{condition} → {self.artifact_model}"
+
+
+class Transform(models.TextChoices):
+    NONE = "none", "as is"
+    TEXT = "text", "text"
+    NUMBER = "number", "number"
+    DATETIME = "datetime", "date and time"
+    DATE = "date", "date"
+    PERSON = "person", "person (display name)"
+    NAMES = "names", "list of names"
+    RICH_TEXT = "rich_text", "rich text to plain text"
+
+
+class FieldMapping(models.Model):
+    type_mapping = models.ForeignKey(TypeMapping, on_delete=models.CASCADE, related_name="field_mappings")
+    tool_path = models.CharField(
+        max_length=300, help_text="Dotted path in the tool item, e.g. fields.priority.name"
+    )
+    model_field = models.SlugField(max_length=60, help_text="A field of the type mapping's artifact model.")
+    value_map = models.JSONField(
+        default=dict, blank=True, help_text='Optional translation of values, e.g. {"P1": "Highest"}.'
+    )
+    transform = models.CharField(max_length=16, choices=Transform.choices, default=Transform.NONE)
+
+    class Meta:
+        ordering = ["model_field"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["type_mapping", "model_field"], name="field_mapping_one_per_field"
+            ),
+            models.CheckConstraint(
+                condition=Q(transform__in=Transform.values), name="field_mapping_transform"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_path} → {self.model_field}"
+
+
+class StatusMapping(models.Model):
+    type_mapping = models.ForeignKey(TypeMapping, on_delete=models.CASCADE, related_name="status_mappings")
+    tool_status = models.CharField(max_length=200)
+    flow_state = models.CharField(
+        max_length=16, choices=[c for c in FlowState.choices if c[0] != FlowState.UNKNOWN]
+    )
+
+    class Meta:
+        ordering = ["tool_status"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["type_mapping", "tool_status"], name="status_mapping_one_per_status"
+            ),
+            models.CheckConstraint(
+                condition=Q(flow_state__in=[v for v in FlowState.values if v != FlowState.UNKNOWN]),
+                name="status_mapping_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_status} → {self.get_flow_state_display()}"
+
+
+class SyncOutcome(models.TextChoices):
+    RUNNING = "running", "running"
+    SUCCESS = "success", "success"
+    PARTIAL = "partial", "done with item errors"
+    FAILED = "failed", "failed"
+
+
+class SyncTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "schedule"
+    MANUAL = "manual", "manual"
+    WEBHOOK = "webhook", "webhook"
+    FULL_SCAN = "full_scan", "full scan"
+
+
+class SyncRun(models.Model):
+    scope = models.ForeignKey(Scope, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=16, choices=SyncTrigger.choices, default=SyncTrigger.SCHEDULE)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=SyncOutcome.choices, default=SyncOutcome.RUNNING)
+    read = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    deleted = models.PositiveIntegerField(default=0)
+    cursor_before = models.DateTimeField(null=True, blank=True)
+    cursor_after = models.DateTimeField(null=True, blank=True)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["scope", "-started_at"], name="syncrun_scope_started")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} at {self.started_at:%Y-%m-%d %H:%M}: {self.outcome}"
+
+
+class SyncStage(models.TextChoices):
+    READ = "read", "reading from the tool"
+    MAPPING = "mapping", "mapping to the model"
+    STORE = "store", "storing"
+    WRITE = "write", "writing to the tool"
+
+
+class SyncError(models.Model):
+    """Something that went wrong with one item (or one mapping gap); stays until resolved."""
+
+    connection = models.ForeignKey(ToolConnection, on_delete=models.CASCADE, related_name="sync_errors")
+    scope = models.ForeignKey(Scope, on_delete=models.CASCADE, null=True, blank=True, related_name="errors")
+    run = models.ForeignKey(SyncRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="errors")
+    stage = models.CharField(max_length=16, choices=SyncStage.choices)
+    fingerprint = models.CharField(
+        max_length=400, help_text="What the error is about; one open error per fingerprint and scope."
+    )
+    item_key = models.CharField(max_length=255, blank=True)
+    external_id = models.CharField(max_length=255, blank=True)
+    message = models.TextField()
+    payload = models.JSONField(null=True, blank=True, help_text="The item as the tool sent it.")
+    attempts = models.PositiveIntegerField(default=1)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "scope", "fingerprint"],
+                condition=Q(resolved_at__isnull=True),
+                name="sync_error_one_open_per_fingerprint",
+            ),
+        ]
+        indexes = [models.Index(fields=["connection", "resolved_at"], name="syncerror_open")]
+
+    def __str__(self) -> str:
+        return f"{self.item_key or self.fingerprint}: {self.message[:80]}"
+
+
+class RawRecord(models.Model):
+    """The last payload read for each item: for replay, audit and to skip unchanged items cheaply."""
+
+    connection = models.ForeignKey(ToolConnection, on_delete=models.CASCADE, related_name="raw_records")
+    scope = models.ForeignKey(Scope, on_delete=models.SET_NULL, null=True, related_name="raw_records")
+    external_id = models.CharField(max_length=255)
+    key = models.CharField(max_length=255)
+    payload = models.JSONField()
+    digest = models.CharField(max_length=64, help_text="Hash of the payload and the mappings applied to it.")
+    fetched_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "external_id"], name="raw_record_unique"),
+        ]
+        indexes = [models.Index(fields=["scope"], name="rawrecord_scope")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class PendingLink(models.Model):
+    """A link whose target is not in the store yet; resolved when the target arrives, kept visible until."""
+
+    source = models.ForeignKey("vsm.Artifact", on_delete=models.CASCADE, related_name="pending_links")
+    target_connection = models.ForeignKey(ToolConnection, on_delete=models.CASCADE, related_name="+")
+    target_key = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=LinkKind.choices)
+    origin = models.CharField(max_length=8, choices=LinkOrigin.choices, default=LinkOrigin.TOOL)
+    first_seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "target_connection", "target_key", "kind"], name="pending_link_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["target_connection", "target_key"], name="pendinglink_target")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} {self.kind} {self.target_key} (pending)"

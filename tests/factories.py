@@ -301,3 +301,61 @@ def build_scope_world():
     w.outsider = UserFactory(username="outsider")
     w.inactive = ProductRoleFactory(product=w.product, user__username="inactive", user__is_active=False).user
     return w
+
+
+# --- connectors ---------------------------------------------------------------------------------------
+
+
+class ScopeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "connectors.Scope"
+
+    connection = factory.SubFactory(ToolConnectionFactory)
+    name = factory.Sequence(lambda n: f"Scope {n}")
+    query = "ABC"
+    product = factory.SubFactory(ProductFactory)
+
+
+class TypeMappingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "connectors.TypeMapping"
+
+    connection = factory.SubFactory(ToolConnectionFactory)
+    tool_type = "Story"
+    artifact_model = factory.LazyFunction(lambda: artifact_model("story"))
+
+
+class StatusMappingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "connectors.StatusMapping"
+
+    type_mapping = factory.SubFactory(TypeMappingFactory)
+    tool_status = factory.Sequence(lambda n: f"Status {n}")
+    flow_state = FlowState.ACTIVE
+
+
+class FieldMappingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "connectors.FieldMapping"
+
+    type_mapping = factory.SubFactory(TypeMappingFactory)
+    tool_path = "assignee"
+    model_field = "assignee"
+    transform = "person"
+
+
+def map_types(connection, types: dict[str, str], statuses: dict[str, str]):
+    """Type mappings (tool type -> artifact model slug), each with the same status mappings."""
+    from connectors.models import StatusMapping, TypeMapping
+
+    mappings = []
+    for tool_type, model_slug in types.items():
+        mapping = TypeMapping.objects.create(
+            connection=connection, tool_type=tool_type, artifact_model=artifact_model(model_slug)
+        )
+        StatusMapping.objects.bulk_create(
+            StatusMapping(type_mapping=mapping, tool_status=status, flow_state=state)
+            for status, state in statuses.items()
+        )
+        mappings.append(mapping)
+    return mappings

@@ -1,0 +1,209 @@
+"""The connector contract: what a provider declares, the plain records it yields, and how it writes.
+
+Providers (connectors/providers/<tool>/) import only this module, connectors.client and
+connectors.exceptions; they never touch the ORM. The engine hands a provider a `Installation` (the
+connection's settings and decrypted credentials) and a `ScopeSpec` (what to read), and receives
+`ToolItem`s in pages.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import httpx
+
+from connectors.exceptions import ConnectorError
+
+
+class Feature(enum.StrEnum):
+    READ = "read"
+    WRITE = "write"
+    WEBHOOKS = "webhooks"
+    LINKS = "links"
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    name: str
+    label: str
+    secret: bool = True
+    required: bool = True
+    help_text: str = ""
+
+
+@dataclass(frozen=True)
+class OptionField:
+    """A non-secret setting of a connection (flavour, time zone...), shown and edited in admin."""
+
+    name: str
+    label: str
+    choices: tuple[str, ...] = ()
+    default: str = ""
+    help_text: str = ""
+
+
+@dataclass(frozen=True)
+class Installation:
+    """One configured tool instance, as a provider sees it (no ORM objects)."""
+
+    connection_id: int
+    base_url: str
+    credentials: Mapping[str, str]
+    options: Mapping[str, str] = field(default_factory=dict)
+    transport: httpx.BaseTransport | None = None  # tests and the benchmark put an in-process fake here
+    requests_per_second: float | None = None
+    sleep: Callable[[float], None] | None = None  # tests make waiting instant
+
+
+@dataclass(frozen=True)
+class ScopeSpec:
+    """What to read: a query in the tool's own terms, and the fields the mappings need."""
+
+    query: str
+    fields: tuple[str, ...] = ()
+    page_size: int = 100
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One status change from the tool's history, at its exact time (timezone-aware)."""
+
+    at: datetime
+    from_status: str
+    to_status: str
+    author: str = ""
+
+
+@dataclass(frozen=True)
+class ToolLink:
+    """A link the tool itself records, to an item named by its key (or id) in the same tool."""
+
+    kind: str  # a vsm LinkKind value
+    target_key: str
+    description: str = ""
+
+
+@dataclass
+class ToolItem:
+    native_id: str
+    key: str
+    item_type: str
+    url: str
+    title: str
+    status: str
+    created: datetime
+    updated: datetime
+    fields: dict[str, Any] = field(default_factory=dict)
+    changelog: list[StatusChange] = field(default_factory=list)
+    links: list[ToolLink] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """An item the provider could not read; the engine records it and carries on with the page."""
+
+    native_id: str
+    key: str
+    message: str
+    raw: Any = None
+
+
+@dataclass
+class Page:
+    items: list[ToolItem]
+    failures: list[ItemFailure] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ItemRef:
+    """Names an existing item in the tool for writes."""
+
+    native_id: str
+    key: str
+
+
+class Connector:
+    """Base of every provider. Subclasses declare the class attributes and implement what they support."""
+
+    slug: ClassVar[str]
+    name: ClassVar[str]
+    credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
+    option_fields: ClassVar[tuple[OptionField, ...]] = ()
+    artifact_types: ClassVar[tuple[str, ...]] = ()
+    features: ClassVar[frozenset[Feature]] = frozenset()
+    query_help: ClassVar[str] = ""
+
+    def __init__(self, installation: Installation):
+        self.installation = installation
+
+    # Reading
+    def check_connection(self) -> str:
+        """Make one cheap authenticated call; return who we are connected as."""
+        raise ConnectorError(f"{self.name} cannot test connections")
+
+    def read_changes(self, scope: ScopeSpec, since: datetime | None) -> Iterator[Page]:
+        """Pages of items changed at or after `since` (all items when None), oldest change first."""
+        raise ConnectorError(f"{self.name} cannot read")
+
+    def read_item(self, key: str, scope: ScopeSpec) -> ToolItem:
+        raise ConnectorError(f"{self.name} cannot read single items")
+
+    def list_ids(self, scope: ScopeSpec) -> Iterator[str]:
+        """Every native id currently in the scope, for the full scan that detects deletions."""
+        raise ConnectorError(f"{self.name} cannot list items")
+
+    # Writing
+    def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
+        raise ConnectorError(f"{self.name} cannot create items")
+
+    def update_item(self, ref: ItemRef, fields: dict[str, Any]) -> None:
+        raise ConnectorError(f"{self.name} cannot update items")
+
+    def transition_item(self, ref: ItemRef, to_status: str) -> None:
+        raise ConnectorError(f"{self.name} cannot change status")
+
+    def add_link(self, ref: ItemRef, link: ToolLink | None = None, *, url: str = "", title: str = "") -> None:
+        """A native link to another item (`link`), or a link to a URL (a remote link)."""
+        raise ConnectorError(f"{self.name} cannot add links")
+
+    def close(self) -> None:
+        """Release the provider's HTTP connections."""
+
+
+class RegistryError(Exception):
+    pass
+
+
+_registry: dict[str, type[Connector]] = {}
+
+
+def register_connector(cls: type[Connector]) -> type[Connector]:
+    """Class decorator: add a provider to the write-once registry; a second slug is an error."""
+    slug = getattr(cls, "slug", "")
+    if not slug:
+        raise RegistryError(f"{cls.__name__} declares no slug")
+    if slug in _registry and _registry[slug] is not cls:
+        raise RegistryError(
+            f"a connector with slug {slug!r} is already registered ({_registry[slug].__name__})"
+        )
+    _registry[slug] = cls
+    return cls
+
+
+def connector_for(slug: str) -> type[Connector]:
+    try:
+        return _registry[slug]
+    except KeyError:
+        raise RegistryError(
+            f"no connector is registered for {slug!r}; known: {', '.join(sorted(_registry))}"
+        ) from None
+
+
+def registered_connectors() -> dict[str, type[Connector]]:
+    return dict(sorted(_registry.items()))

@@ -1,0 +1,490 @@
+"""The ingest engine: read a scope's changes from its tool into the central store.
+
+One transaction per page: artifacts, their transition ledger, links, raw payloads and the scope's cursor
+commit together, so a crash between pages loses nothing and the next run resumes at the cursor. The
+cursor is re-read with an overlap (tool queries are not exact to the second), and an item whose payload
+and mappings are unchanged is skipped, so re-reading is cheap and changes nothing.
+"""
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from connectors.base import ItemFailure, Page, ScopeSpec, ToolItem
+from connectors.exceptions import AuthError, ConnectorError
+from connectors.mappings import MappingError, MappingSet, NormalisedItem, normalise
+from connectors.models import (
+    PendingLink,
+    RawRecord,
+    Scope,
+    SyncError,
+    SyncOutcome,
+    SyncRun,
+    SyncStage,
+    SyncTrigger,
+    ToolConnection,
+)
+from connectors.selectors import connector_instance, load_mapping_set
+from vsm.choices import LinkOrigin
+from vsm.models import Artifact, ArtifactLink, StateTransition
+
+logger = logging.getLogger(__name__)
+
+LEASE_SECONDS = 15 * 60
+ARTIFACT_COLUMNS = [
+    "product_id",
+    "artifact_model_id",
+    "flow_item_type_id",
+    "team_id",
+    "key",
+    "title",
+    "url",
+    "tool_status",
+    "flow_state",
+    "created_at",
+    "first_started_at",
+    "done_at",
+    "updated_at",
+    "deleted_at",
+    "fields",
+    "value",
+]
+
+
+@dataclass
+class SyncResult:
+    scope_id: int
+    run_id: int | None = None
+    outcome: str = ""
+    skipped: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class ScopeLease:
+    """Only the holder of a scope's lease syncs it; the lease expires if its holder dies."""
+
+    def __init__(self, scope_id: int):
+        self.scope_id = scope_id
+        self.token = uuid.uuid4().hex
+
+    def acquire(self) -> bool:
+        now = timezone.now()
+        free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+        return bool(
+            Scope.objects.filter(free, pk=self.scope_id).update(
+                lease_token=self.token, lease_expires_at=now + timedelta(seconds=LEASE_SECONDS)
+            )
+        )
+
+    def renew(self) -> None:
+        held = Scope.objects.filter(pk=self.scope_id, lease_token=self.token).update(
+            lease_expires_at=timezone.now() + timedelta(seconds=LEASE_SECONDS)
+        )
+        if not held:
+            raise ConnectorError("the scope's sync lease was lost to another worker; stopping this run")
+
+    def release(self) -> None:
+        Scope.objects.filter(pk=self.scope_id, lease_token=self.token).update(
+            lease_token="", lease_expires_at=None
+        )
+
+
+def scope_sync(
+    scope_id: int,
+    *,
+    trigger: str = SyncTrigger.SCHEDULE,
+    full_scan: bool = False,
+    transport=None,
+    sleep=None,
+) -> SyncResult:
+    """Sync one scope from its cursor; with `full_scan`, also mark items gone from the tool as deleted."""
+    scope = Scope.objects.select_related("connection").filter(pk=scope_id).first()
+    if scope is None:
+        return SyncResult(scope_id=scope_id, skipped="the scope no longer exists")
+    lease = ScopeLease(scope_id)
+    if not lease.acquire():
+        return SyncResult(scope_id=scope_id, skipped="another sync of this scope is running")
+    connector = None
+    run = SyncRun.objects.create(
+        scope=scope, trigger=trigger, started_at=timezone.now(), cursor_before=scope.cursor
+    )
+    try:
+        connector = connector_instance(scope.connection, transport=transport, sleep=sleep)
+        mappings = load_mapping_set(scope.connection)
+        store = PageStore(scope, mappings, run)
+        spec = scope_spec_for(scope, mappings)
+        since = scope.cursor - timedelta(seconds=scope.overlap_seconds) if scope.cursor else None
+        for page in connector.read_changes(spec, since):
+            store.save_page(page)
+            lease.renew()
+        if full_scan:
+            run.deleted = mark_missing_as_deleted(scope, connector.list_ids(spec))
+        _finish(run, SyncOutcome.PARTIAL if SyncRun.objects.get(pk=run.pk).failed else SyncOutcome.SUCCESS)
+        connection_record_health(scope.connection, error="")
+    except ConnectorError as error:
+        message = f"{'authentication failed: ' if isinstance(error, AuthError) else ''}{error}"
+        _finish(run, SyncOutcome.FAILED, message)
+        connection_record_health(scope.connection, error=message)
+        logger.warning("sync of scope %s failed: %s", scope_id, message)
+    except Exception as error:
+        _finish(run, SyncOutcome.FAILED, f"unexpected error: {error.__class__.__name__}: {error}")
+        raise
+    finally:
+        lease.release()
+        if connector is not None:
+            connector.close()
+    run.refresh_from_db()
+    return SyncResult(
+        scope_id=scope_id,
+        run_id=run.pk,
+        outcome=run.outcome,
+        counts={
+            name: getattr(run, name)
+            for name in ("read", "created", "updated", "unchanged", "failed", "deleted")
+        },
+    )
+
+
+def _finish(run: SyncRun, outcome: str, message: str = "") -> None:
+    cursor = Scope.objects.filter(pk=run.scope_id).values_list("cursor", flat=True).first()
+    SyncRun.objects.filter(pk=run.pk).update(
+        outcome=outcome,
+        finished_at=timezone.now(),
+        cursor_after=cursor,
+        message=message[:4000],
+        deleted=run.deleted,
+    )
+
+
+def connection_record_health(connection: ToolConnection, *, error: str) -> None:
+    now = timezone.now()
+    if error:
+        ToolConnection.objects.filter(pk=connection.pk).update(last_error_at=now, last_error=error[:4000])
+    else:
+        ToolConnection.objects.filter(pk=connection.pk).update(last_success_at=now)
+
+
+def scope_spec_for(scope: Scope, mappings: MappingSet) -> ScopeSpec:
+    return ScopeSpec(query=scope.query, fields=mappings.tool_fields(), page_size=scope.page_size)
+
+
+def mark_missing_as_deleted(scope: Scope, present_ids: Iterable[str]) -> int:
+    """Items read from this scope before but no longer in the tool: marked deleted, never removed."""
+    present = set(present_ids)
+    known = set(RawRecord.objects.filter(scope=scope).values_list("external_id", flat=True))
+    missing = known - present
+    now = timezone.now()
+    with transaction.atomic():
+        marked = Artifact.objects.filter(
+            connection_id=scope.connection_id, external_id__in=missing, deleted_at__isnull=True
+        ).update(deleted_at=now)
+        Scope.objects.filter(pk=scope.pk).update(last_full_scan_at=now)
+    return marked
+
+
+class PageStore:
+    """Writes pages of tool items for one scope and run."""
+
+    def __init__(self, scope: Scope, mappings: MappingSet, run: SyncRun):
+        self.scope = scope
+        self.connection = scope.connection
+        self.mappings = mappings
+        self.run = run
+        self.fingerprint = f"{mappings.fingerprint}:{scope.product_id}:{scope.team_id}"
+
+    def scope_spec(self) -> ScopeSpec:
+        return ScopeSpec(
+            query=self.scope.query, fields=self.mappings.tool_fields(), page_size=self.scope.page_size
+        )
+
+    def digest(self, item: ToolItem) -> str:
+        payload = json.dumps(item.raw, sort_keys=True, default=str, separators=(",", ":"))
+        return hashlib.sha256(f"{self.fingerprint}|{item.deleted}|{payload}".encode()).hexdigest()
+
+    @transaction.atomic
+    def save_page(self, page: Page) -> None:
+        now = timezone.now()
+        counts = {"read": len(page.items) + len(page.failures), "failed": len(page.failures)}
+        for failure in page.failures:
+            self.record_error(SyncStage.READ, failure.key or failure.native_id, failure, failure.message, now)
+
+        digests = {item.native_id: self.digest(item) for item in page.items}
+        stored = dict(
+            RawRecord.objects.filter(connection=self.connection, external_id__in=list(digests)).values_list(
+                "external_id", "digest"
+            )
+        )
+        changed: list[tuple[ToolItem, NormalisedItem | None]] = []
+        for item in page.items:
+            if stored.get(item.native_id) == digests[item.native_id]:
+                counts["unchanged"] = counts.get("unchanged", 0) + 1
+                continue
+            if item.deleted:
+                changed.append((item, None))
+                continue
+            try:
+                changed.append((item, normalise(item, self.mappings)))
+            except MappingError as error:
+                counts["failed"] += 1
+                self.record_error(SyncStage.MAPPING, item.key, item, str(error), now)
+
+        normalised = [pair for pair in changed if pair[1] is not None]
+        created, updated = self.upsert_artifacts([n for _, n in normalised])
+        counts["created"], counts["updated"] = created, updated
+        self.mark_deleted([item for item, n in changed if n is None], now)
+        counts["updated"] += sum(1 for _, n in changed if n is None)
+
+        ids = self.artifact_ids([item.native_id for item, _ in changed])
+        self.replace_transitions({ids[n.external_id]: n for _, n in normalised})
+        self.replace_tool_links({ids[n.external_id]: n for _, n in normalised}, now)
+        self.resolve_pending_links([n.key for _, n in normalised])
+        for _, item_normalised in normalised:
+            for status in sorted(item_normalised.unmapped_statuses):
+                self.record_unmapped_status(status, item_normalised, now)
+        self.store_raw([item for item, _ in changed], digests, now)
+
+        newest = max((item.updated for item in page.items), default=None)
+        if newest is not None:
+            Scope.objects.filter(Q(cursor__isnull=True) | Q(cursor__lt=newest), pk=self.scope.pk).update(
+                cursor=newest
+            )
+        SyncRun.objects.filter(pk=self.run.pk).update(
+            **{name: F(name) + value for name, value in counts.items()}
+        )
+
+    def upsert_artifacts(self, items: list[NormalisedItem]) -> tuple[int, int]:
+        if not items:
+            return 0, 0
+        existing = set(
+            Artifact.objects.filter(
+                connection=self.connection, external_id__in=[n.external_id for n in items]
+            ).values_list("external_id", flat=True)
+        )
+        Artifact.objects.bulk_create(
+            [self.artifact_row(n) for n in items],
+            update_conflicts=True,
+            unique_fields=["connection", "external_id"],
+            update_fields=[name.removesuffix("_id") for name in ARTIFACT_COLUMNS],
+        )
+        created = sum(1 for n in items if n.external_id not in existing)
+        return created, len(items) - created
+
+    def artifact_row(self, n: NormalisedItem) -> Artifact:
+        return Artifact(
+            connection_id=self.connection.pk,
+            external_id=n.external_id,
+            product_id=self.scope.product_id,
+            artifact_model_id=n.artifact_model_id,
+            flow_item_type_id=n.flow_item_type_id,
+            team_id=self.scope.team_id,
+            key=n.key,
+            title=n.title,
+            url=n.url,
+            tool_status=n.tool_status,
+            flow_state=n.flow_state,
+            created_at=n.created_at,
+            first_started_at=n.first_started_at,
+            done_at=n.done_at,
+            updated_at=n.updated_at,
+            deleted_at=None,
+            fields=n.fields,
+            value=n.value,
+        )
+
+    def mark_deleted(self, items: list[ToolItem], now: datetime) -> None:
+        if items:
+            Artifact.objects.filter(
+                connection=self.connection,
+                external_id__in=[item.native_id for item in items],
+                deleted_at__isnull=True,
+            ).update(deleted_at=now)
+
+    def artifact_ids(self, external_ids: list[str]) -> dict[str, int]:
+        return dict(
+            Artifact.objects.filter(connection=self.connection, external_id__in=external_ids).values_list(
+                "external_id", "id"
+            )
+        )
+
+    def replace_transitions(self, by_artifact: dict[int, NormalisedItem]) -> None:
+        """Make each artifact's ledger equal its tool changelog: add what is new, drop what vanished."""
+        if not by_artifact:
+            return
+        existing: dict[tuple, int] = {}
+        for row in StateTransition.objects.filter(artifact_id__in=list(by_artifact)).values_list(
+            "id", "artifact_id", "at", "from_status", "to_status", "from_state", "to_state", "author"
+        ):
+            existing[row[1:]] = row[0]
+        wanted = {
+            (artifact_id, t.at, t.from_status, t.to_status, t.from_state, t.to_state, t.author): t
+            for artifact_id, n in by_artifact.items()
+            for t in n.transitions
+        }
+        obsolete = [pk for identity, pk in existing.items() if identity not in wanted]
+        if obsolete:
+            StateTransition.objects.filter(pk__in=obsolete).delete()
+        StateTransition.objects.bulk_create(
+            [
+                StateTransition(
+                    artifact_id=identity[0],
+                    at=t.at,
+                    from_status=t.from_status,
+                    to_status=t.to_status,
+                    from_state=t.from_state,
+                    to_state=t.to_state,
+                    author=t.author,
+                )
+                for identity, t in wanted.items()
+                if identity not in existing
+            ],
+            batch_size=2000,
+        )
+
+    def replace_tool_links(self, by_artifact: dict[int, NormalisedItem], now: datetime) -> None:
+        """Links the tool records for these items; a target not stored yet waits as a pending link."""
+        if not by_artifact:
+            return
+        target_keys = {link.target_key for n in by_artifact.values() for link in n.links}
+        targets = dict(
+            Artifact.objects.filter(connection=self.connection, key__in=target_keys).values_list("key", "id")
+        )
+        wanted_links = set()
+        wanted_pending = set()
+        for source_id, n in by_artifact.items():
+            for link in n.links:
+                target_id = targets.get(link.target_key)
+                if target_id == source_id:
+                    continue
+                if target_id is None:
+                    wanted_pending.add((source_id, link.target_key, link.kind))
+                else:
+                    wanted_links.add((source_id, target_id, link.kind))
+        sources = list(by_artifact)
+        existing_links = {
+            (row[1], row[2], row[3]): row[0]
+            for row in ArtifactLink.objects.filter(source_id__in=sources, origin=LinkOrigin.TOOL).values_list(
+                "id", "source_id", "target_id", "kind"
+            )
+        }
+        gone = [pk for identity, pk in existing_links.items() if identity not in wanted_links]
+        if gone:
+            ArtifactLink.objects.filter(pk__in=gone).delete()
+        ArtifactLink.objects.bulk_create(
+            [
+                ArtifactLink(source_id=s, target_id=t, kind=k, origin=LinkOrigin.TOOL)
+                for s, t, k in wanted_links - set(existing_links)
+            ],
+            ignore_conflicts=True,
+        )
+        existing_pending = {
+            (row[1], row[2], row[3]): row[0]
+            for row in PendingLink.objects.filter(
+                source_id__in=sources, target_connection=self.connection, origin=LinkOrigin.TOOL
+            ).values_list("id", "source_id", "target_key", "kind")
+        }
+        stale = [pk for identity, pk in existing_pending.items() if identity not in wanted_pending]
+        if stale:
+            PendingLink.objects.filter(pk__in=stale).delete()
+        PendingLink.objects.bulk_create(
+            [
+                PendingLink(
+                    source_id=s,
+                    target_connection=self.connection,
+                    target_key=key,
+                    kind=kind,
+                    origin=LinkOrigin.TOOL,
+                    first_seen_at=now,
+                )
+                for s, key, kind in wanted_pending - set(existing_pending)
+            ],
+            ignore_conflicts=True,
+        )
+
+    def resolve_pending_links(self, keys: list[str]) -> None:
+        """Links that waited for one of these items (from any connection) now get their target."""
+        if not keys:
+            return
+        pending = list(
+            PendingLink.objects.filter(target_connection=self.connection, target_key__in=keys).values_list(
+                "id", "source_id", "target_key", "kind", "origin"
+            )
+        )
+        if not pending:
+            return
+        targets = dict(
+            Artifact.objects.filter(
+                connection=self.connection, key__in={row[2] for row in pending}
+            ).values_list("key", "id")
+        )
+        ArtifactLink.objects.bulk_create(
+            [
+                ArtifactLink(source_id=source, target_id=targets[key], kind=kind, origin=origin)
+                for _, source, key, kind, origin in pending
+                if key in targets and targets[key] != source
+            ],
+            ignore_conflicts=True,
+        )
+        PendingLink.objects.filter(pk__in=[row[0] for row in pending if row[2] in targets]).delete()
+
+    def store_raw(self, items: list[ToolItem], digests: dict[str, str], now: datetime) -> None:
+        RawRecord.objects.bulk_create(
+            [
+                RawRecord(
+                    connection=self.connection,
+                    scope=self.scope,
+                    external_id=item.native_id,
+                    key=item.key,
+                    payload=item.raw,
+                    digest=digests[item.native_id],
+                    fetched_at=now,
+                )
+                for item in items
+            ],
+            update_conflicts=True,
+            unique_fields=["connection", "external_id"],
+            update_fields=["scope", "key", "payload", "digest", "fetched_at"],
+        )
+
+    def record_unmapped_status(self, status: str, item: NormalisedItem, now: datetime) -> None:
+        message = f"unmapped status “{status}” in {item.rule_label}"
+        self._upsert_error(
+            SyncStage.MAPPING, f"unmapped-status:{item.rule_label}:{status}", item.key, "", message, None, now
+        )
+
+    def record_error(
+        self, stage: str, key: str, item: ToolItem | ItemFailure, message: str, now: datetime
+    ) -> None:
+        self._upsert_error(stage, f"item:{item.native_id}", key, item.native_id, message, item.raw, now)
+
+    def _upsert_error(self, stage, fingerprint, key, native_id, message, payload, now) -> None:
+        open_error = SyncError.objects.filter(
+            connection=self.connection,
+            scope=self.scope,
+            fingerprint=fingerprint[:400],
+            resolved_at__isnull=True,
+        )
+        if open_error.update(
+            attempts=F("attempts") + 1, last_seen_at=now, message=message, payload=payload, run=self.run
+        ):
+            return
+        SyncError.objects.create(
+            connection=self.connection,
+            scope=self.scope,
+            run=self.run,
+            stage=stage,
+            fingerprint=fingerprint[:400],
+            item_key=key[:255],
+            external_id=native_id[:255],
+            message=message,
+            payload=payload,
+            first_seen_at=now,
+            last_seen_at=now,
+        )

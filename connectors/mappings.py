@@ -1,0 +1,304 @@
+"""Tool items -> normalised artifacts, through type, field and status mappings. Pure functions, no ORM.
+
+`load_mapping_set` (in connectors.selectors) turns the admin-edited mappings of a connection into a
+`MappingSet`; `normalise` applies it to one `ToolItem`.
+
+Conventions:
+- A field mapping's tool path is dotted and resolved in the item's native field bag (`ToolItem.fields`),
+  e.g. `priority.name` or `customfield_10014`; list indexes are numbers (`fixVersions.0.name`).
+- The normalised field `revenue` also fills the artifact's `value` column (revenue at stake).
+- A status without a mapping keeps its tool status with the flow state `unknown`, and is reported.
+"""
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from connectors.base import StatusChange, ToolItem, ToolLink
+from vsm.choices import FlowState
+from vsm.flow import derive_flow_dates
+
+VALUE_FIELD = "revenue"
+
+
+class MappingError(Exception):
+    """The item cannot be mapped (no type mapping, a value that cannot be converted)."""
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    tool_path: str
+    model_field: str
+    transform: str = "none"
+    value_map: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TypeRule:
+    tool_type: str
+    artifact_model_id: int
+    flow_item_type_id: int | None
+    condition_path: str = ""
+    condition_value: str = ""
+    priority: int = 100
+    fields: tuple[FieldRule, ...] = ()
+    statuses: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+
+    def matches(self, item: ToolItem) -> bool:
+        if not self.condition_path:
+            return True
+        value = resolve_path(item.fields, self.condition_path)
+        if isinstance(value, list):
+            return any(_as_text(element) == self.condition_value for element in value)
+        return _as_text(value) == self.condition_value
+
+
+@dataclass(frozen=True)
+class MappingSet:
+    connection_name: str
+    rules: tuple[TypeRule, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever any mapping changes, so stored items are re-normalised."""
+        text = json.dumps(
+            [rule.__dict__ for rule in self.rules], default=lambda o: o.__dict__, sort_keys=True
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def tool_fields(self) -> tuple[str, ...]:
+        """The top-level native fields the mappings read, for providers that must name fields."""
+        names = {rule.condition_path.split(".")[0] for rule in self.rules if rule.condition_path}
+        names |= {field_rule.tool_path.split(".")[0] for rule in self.rules for field_rule in rule.fields}
+        return tuple(sorted(names))
+
+    def rule_for(self, item: ToolItem) -> TypeRule:
+        candidates = sorted(
+            (rule for rule in self.rules if rule.tool_type == item.item_type and rule.matches(item)),
+            key=lambda rule: (rule.priority, not rule.condition_path),
+        )
+        if not candidates:
+            raise MappingError(f"no type mapping for type “{item.item_type}” in {self.connection_name}")
+        return candidates[0]
+
+
+@dataclass(frozen=True)
+class NormalisedTransition:
+    at: datetime
+    from_status: str
+    to_status: str
+    from_state: str
+    to_state: str
+    author: str
+
+
+@dataclass
+class NormalisedItem:
+    external_id: str
+    key: str
+    title: str
+    url: str
+    tool_status: str
+    flow_state: str
+    artifact_model_id: int
+    flow_item_type_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    first_started_at: datetime | None
+    done_at: datetime | None
+    fields: dict[str, Any]
+    value: Decimal | None
+    transitions: list[NormalisedTransition]
+    links: list[ToolLink]
+    unmapped_statuses: set[str]
+    rule_label: str
+
+
+def normalise(item: ToolItem, mappings: MappingSet) -> NormalisedItem:
+    rule = mappings.rule_for(item)
+    unmapped: set[str] = set()
+
+    def state_of(status: str) -> str:
+        if not status:
+            return ""
+        state = rule.statuses.get(status)
+        if state is None:
+            unmapped.add(status)
+            return FlowState.UNKNOWN
+        return state
+
+    fields = {field_rule.model_field: _field_value(item, field_rule) for field_rule in rule.fields}
+    fields = {name: value for name, value in fields.items() if value is not None}
+    transitions = _transitions(item.changelog, state_of)
+    flow_state = state_of(item.status) or FlowState.UNKNOWN
+    dates = derive_flow_dates(((t.at, t.to_state) for t in transitions), flow_state)
+    return NormalisedItem(
+        external_id=item.native_id,
+        key=item.key,
+        title=item.title[:1000],
+        url=item.url,
+        tool_status=item.status,
+        flow_state=flow_state,
+        artifact_model_id=rule.artifact_model_id,
+        flow_item_type_id=rule.flow_item_type_id,
+        created_at=item.created,
+        updated_at=item.updated,
+        first_started_at=dates.first_started_at,
+        done_at=dates.done_at,
+        fields=fields,
+        value=_money(fields.get(VALUE_FIELD)),
+        transitions=transitions,
+        links=list(item.links),
+        unmapped_statuses=unmapped,
+        rule_label=rule.label or rule.tool_type,
+    )
+
+
+def _transitions(changelog: list[StatusChange], state_of) -> list[NormalisedTransition]:
+    seen = set()
+    transitions = []
+    for change in sorted(changelog, key=lambda change: change.at):
+        identity = (change.at, change.from_status, change.to_status)
+        if identity in seen:
+            continue
+        seen.add(identity)
+        transitions.append(
+            NormalisedTransition(
+                at=change.at,
+                from_status=change.from_status,
+                to_status=change.to_status,
+                from_state=state_of(change.from_status),
+                to_state=state_of(change.to_status),
+                author=change.author[:200],
+            )
+        )
+    return transitions
+
+
+def resolve_path(data: Any, path: str) -> Any:
+    """Follow a dotted path through dicts and lists; None where it leads nowhere."""
+    current = data
+    for part in path.split("."):
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return None
+        if current is None:
+            return None
+    return current
+
+
+def _field_value(item: ToolItem, rule: FieldRule) -> Any:
+    value = apply_transform(resolve_path(item.fields, rule.tool_path), rule.transform, rule.tool_path)
+    if rule.value_map and value is not None:
+        if isinstance(value, list):
+            return [rule.value_map.get(str(element), element) for element in value]
+        return rule.value_map.get(str(value), value)
+    return value
+
+
+def apply_transform(value: Any, transform: str, path: str = "") -> Any:
+    if value is None or transform == "none":
+        return value
+    try:
+        return TRANSFORMS[transform](value)
+    except (TypeError, ValueError, InvalidOperation, KeyError) as error:
+        raise MappingError(f"cannot read {path or 'value'} as {transform}: {value!r:.80} ({error})") from None
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in ("name", "value", "displayName", "key", "title"):
+            if key in value:
+                return str(value[key])
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else str(value)
+
+
+def _person(value: Any) -> str:
+    if isinstance(value, dict):
+        for key in ("displayName", "name", "login", "email", "emailAddress", "username"):
+            if value.get(key):
+                return str(value[key])
+    return _as_text(value)
+
+
+def _names(value: Any) -> list[str]:
+    return [_as_text(element) for element in value] if isinstance(value, list) else [_as_text(value)]
+
+
+def _number(value: Any) -> float | int:
+    number = Decimal(str(value))
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+def _datetime(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return _parse_datetime(str(value)).isoformat()
+
+
+def _date(value: Any) -> str:
+    if isinstance(value, date | datetime):
+        return value.isoformat()[:10]
+    return date.fromisoformat(str(value)[:10]).isoformat()
+
+
+JIRA_OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
+
+
+def _parse_datetime(text: str) -> datetime:
+    normalised = JIRA_OFFSET.sub(r"\1:\2", text.replace("Z", "+00:00"))
+    parsed = datetime.fromisoformat(normalised)
+    if parsed.tzinfo is None:
+        raise ValueError("no time zone")
+    return parsed
+
+
+def _rich_text(value: Any) -> str:
+    """Plain text of a string or of Atlassian Document Format (nested content with text leaves)."""
+    if isinstance(value, str):
+        return value
+    parts: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("type") == "text":
+                parts.append(node.get("text", ""))
+            for child in node.get("content", []):
+                walk(child)
+            if node.get("type") in {"paragraph", "heading", "listItem"}:
+                parts.append("\n")
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(value)
+    return "".join(parts).strip()
+
+
+def _money(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value)).quantize(Decimal("0.01"))
+    except InvalidOperation:
+        raise MappingError(f"revenue {value!r:.40} is not a number") from None
+
+
+TRANSFORMS = {
+    "text": _as_text,
+    "number": _number,
+    "datetime": _datetime,
+    "date": _date,
+    "person": _person,
+    "names": _names,
+    "rich_text": _rich_text,
+}

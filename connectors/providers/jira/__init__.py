@@ -1,0 +1,3 @@
+from connectors.providers.jira.provider import JiraConnector
+
+__all__ = ["JiraConnector"]

@@ -1,0 +1,247 @@
+"""Jira Cloud and Data Center: incremental JQL reads with the full changelog, and writes."""
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
+
+from connectors.base import (
+    Connector,
+    CredentialField,
+    Feature,
+    ItemFailure,
+    ItemRef,
+    OptionField,
+    Page,
+    ScopeSpec,
+    ToolItem,
+    ToolLink,
+    register_connector,
+)
+from connectors.client import HttpClient, RateLimiter
+from connectors.exceptions import AuthError, BadPayload, BadRequest
+from connectors.providers.jira.items import DEFAULT_EPIC_LINK_FIELD, issue_to_item, scope_jql
+
+CLOUD = "cloud"
+DATA_CENTER = "datacenter"
+# What the reader always asks for; mappings add the fields they read (Jira returns only `id` otherwise).
+BASE_FIELDS = (
+    "summary",
+    "status",
+    "issuetype",
+    "project",
+    "created",
+    "updated",
+    "resolutiondate",
+    "parent",
+    "issuelinks",
+    "assignee",
+    "priority",
+    "labels",
+    "fixVersions",
+)
+CHANGELOG_PAGE = 100
+LINK_TYPE_NAMES = {"implements": "Implements", "fixes": "Fixes", "derived_from": "Cloners"}
+
+
+@register_connector
+class JiraConnector(Connector):
+    slug = "jira"
+    name = "Jira"
+    credential_fields: ClassVar = (
+        CredentialField("email", "Account email (Cloud)", secret=False, required=False),
+        CredentialField("api_token", "API token (Cloud)", required=False),
+        CredentialField("personal_access_token", "Personal access token (Data Center)", required=False),
+    )
+    option_fields: ClassVar = (
+        OptionField("flavour", "Flavour", choices=(CLOUD, DATA_CENTER), default=CLOUD),
+        OptionField(
+            "epic_link_field",
+            "Epic Link field (Data Center)",
+            default=DEFAULT_EPIC_LINK_FIELD,
+            help_text="The custom field that holds an issue's epic key, if the site uses one.",
+        ),
+    )
+    artifact_types = ("Epic", "Story", "Task", "Sub-task", "Bug")
+    features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS, Feature.WEBHOOKS})
+    query_help = "A project key (ABC) or a JQL filter without ORDER BY."
+
+    def __init__(self, installation):
+        super().__init__(installation)
+        self.flavour = installation.options.get("flavour", CLOUD)
+        if self.flavour not in (CLOUD, DATA_CENTER):
+            raise BadRequest(f"unknown Jira flavour {self.flavour!r}: use {CLOUD} or {DATA_CENTER}")
+        self.api = "rest/api/3" if self.flavour == CLOUD else "rest/api/2"
+        self.epic_link_field = installation.options.get("epic_link_field") or DEFAULT_EPIC_LINK_FIELD
+        self._time_zone: ZoneInfo | None = None
+        self.http = HttpClient(
+            installation.base_url.rstrip("/") + "/",
+            auth=self._auth(),
+            transport=installation.transport,
+            rate_limiter=RateLimiter(installation.requests_per_second)
+            if installation.requests_per_second
+            else None,
+            **({"sleep": installation.sleep} if installation.sleep else {}),
+        )
+
+    def _auth(self) -> httpx.Auth:
+        credentials = self.installation.credentials
+        if self.flavour == CLOUD:
+            if not credentials.get("email") or not credentials.get("api_token"):
+                raise AuthError("Jira Cloud needs the account email and an API token")
+            return httpx.BasicAuth(credentials["email"], credentials["api_token"])
+        if not credentials.get("personal_access_token"):
+            raise AuthError("Jira Data Center needs a personal access token")
+        return BearerAuth(credentials["personal_access_token"])
+
+    def close(self) -> None:
+        self.http.close()
+
+    # Reading
+
+    def check_connection(self) -> str:
+        myself = self.http.get_json("rest/api/2/myself")
+        return (
+            myself.get("displayName") or myself.get("emailAddress") or myself.get("name") or "an unnamed user"
+        )
+
+    def user_time_zone(self) -> ZoneInfo:
+        """JQL dates are read in the searching user's time zone, so `since` is written in it."""
+        if self._time_zone is None:
+            name = self.http.get_json("rest/api/2/myself").get("timeZone") or "UTC"
+            try:
+                self._time_zone = ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise BadPayload(f"Jira reports an unknown time zone {name!r} for the user") from None
+        return self._time_zone
+
+    def search_jql(self, scope: ScopeSpec, since: datetime | None) -> str:
+        try:
+            jql = scope_jql(scope.query)
+        except ValueError as error:
+            raise BadRequest(str(error)) from None
+        if since is not None:
+            local = since.astimezone(self.user_time_zone())
+            jql += f' AND updated >= "{local:%Y/%m/%d %H:%M}"'  # minute precision: floors, never skips
+        return jql + " ORDER BY updated ASC, key ASC"
+
+    def read_changes(self, scope: ScopeSpec, since: datetime | None) -> Iterator[Page]:
+        fields = sorted(set(BASE_FIELDS) | set(scope.fields) | {self.epic_link_field})
+        for issues in self._search(
+            self.search_jql(scope, since), fields, scope.page_size, expand="changelog"
+        ):
+            yield self._page(issues)
+
+    def read_item(self, key: str, scope: ScopeSpec) -> ToolItem:
+        fields = sorted(set(BASE_FIELDS) | set(scope.fields) | {self.epic_link_field})
+        issue = self.http.get_json(
+            f"{self.api}/issue/{key}", params={"fields": ",".join(fields), "expand": "changelog"}
+        )
+        return issue_to_item(issue, self.installation.base_url, self._histories(issue), self.epic_link_field)
+
+    def list_ids(self, scope: ScopeSpec) -> Iterator[str]:
+        jql = self.search_jql(scope, None)
+        for issues in self._search(jql, ["id"], 1000, expand=""):
+            for issue in issues:
+                yield str(issue["id"])
+
+    def _search(self, jql: str, fields: list[str], page_size: int, *, expand: str) -> Iterator[list[dict]]:
+        if self.flavour == CLOUD:
+            body: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": page_size}
+            if expand:
+                body["expand"] = expand
+            yield from self.http.paginate_token(f"{self.api}/search/jql", method="POST", json=body)
+        else:
+            params = {"jql": jql, "fields": ",".join(fields)}
+            if expand:
+                params["expand"] = expand
+            yield from self.http.paginate_offset(f"{self.api}/search", params=params, page_size=page_size)
+
+    def _page(self, issues: list[dict]) -> Page:
+        page = Page(items=[])
+        for issue in issues:
+            try:
+                page.items.append(
+                    issue_to_item(
+                        issue, self.installation.base_url, self._histories(issue), self.epic_link_field
+                    )
+                )
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                key = issue.get("key", "") if isinstance(issue, dict) else ""
+                native_id = str(issue.get("id", "")) if isinstance(issue, dict) else ""
+                page.failures.append(
+                    ItemFailure(
+                        native_id, key, f"cannot read issue {key or native_id}: {error!r:.200}", issue
+                    )
+                )
+        return page
+
+    def _histories(self, issue: dict) -> list[dict]:
+        """The full changelog: the embedded one, or the paged endpoint when Jira truncated it."""
+        changelog = issue.get("changelog") or {}
+        histories = changelog.get("histories") or []
+        total = changelog.get("total")
+        if not isinstance(total, int) or total <= len(histories):
+            return histories
+        paged = []
+        for values in self.http.paginate_offset(
+            f"{self.api}/issue/{issue['key']}/changelog",
+            page_size=CHANGELOG_PAGE,
+            items_field="values",
+        ):
+            paged.extend(values)
+        return paged
+
+    # Writing
+
+    def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
+        project = fields.pop("project", None) or scope.query.strip()
+        payload = {"project": {"key": project}, "issuetype": {"name": item_type}, **fields}
+        created = self.http.post_json("rest/api/2/issue", {"fields": payload})
+        return self.read_item(created["key"], scope)
+
+    def update_item(self, ref: ItemRef, fields: dict[str, Any]) -> None:
+        self.http.put_json(f"rest/api/2/issue/{ref.key}", {"fields": fields})
+
+    def transition_item(self, ref: ItemRef, to_status: str) -> None:
+        available = self.http.get_json(f"rest/api/2/issue/{ref.key}/transitions").get("transitions", [])
+        for transition in available:
+            if (transition.get("to") or {}).get("name", "").casefold() == to_status.casefold():
+                self.http.post_json(
+                    f"rest/api/2/issue/{ref.key}/transitions", {"transition": {"id": transition["id"]}}
+                )
+                return
+        reachable = ", ".join(sorted({(t.get("to") or {}).get("name", "?") for t in available})) or "none"
+        raise BadRequest(
+            f"{ref.key} cannot move to “{to_status}” from its current status; reachable: {reachable}"
+        )
+
+    def add_link(self, ref: ItemRef, link: ToolLink | None = None, *, url: str = "", title: str = "") -> None:
+        if link is not None:
+            self.http.post_json(
+                "rest/api/2/issueLink",
+                {
+                    "type": {"name": LINK_TYPE_NAMES.get(link.kind, "Relates")},
+                    # Jira shows each issue the *other* one: posted as inward, `ref` sees the
+                    # target as its outwardIssue, which is the side the reader records.
+                    "inwardIssue": {"key": ref.key},
+                    "outwardIssue": {"key": link.target_key},
+                },
+            )
+            return
+        # Re-posting the same globalId updates the remote link instead of adding a second one.
+        self.http.post_json(
+            f"rest/api/2/issue/{ref.key}/remotelink",
+            {"globalId": f"vsm-portal={url}", "object": {"url": url, "title": title or url}},
+        )
+
+
+class BearerAuth(httpx.Auth):
+    def __init__(self, token: str):
+        self._token = token
+
+    def auth_flow(self, request):
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request

@@ -1,0 +1,24 @@
+from celery import shared_task
+
+from connectors import ingest, services
+from connectors.models import SyncError, SyncTrigger
+
+
+@shared_task(acks_late=True)
+def scope_sync_task(scope_id: int, trigger: str = SyncTrigger.SCHEDULE) -> dict:
+    result = ingest.scope_sync(scope_id, trigger=trigger)
+    return {"run": result.run_id, "outcome": result.outcome, "skipped": result.skipped, **result.counts}
+
+
+@shared_task(acks_late=True)
+def scope_full_scan_task(scope_id: int) -> dict:
+    result = ingest.scope_sync(scope_id, trigger=SyncTrigger.FULL_SCAN, full_scan=True)
+    return {"run": result.run_id, "outcome": result.outcome, "skipped": result.skipped, **result.counts}
+
+
+@shared_task(acks_late=True)
+def sync_error_retry_task(error_id: int) -> bool:
+    error = SyncError.objects.select_related("connection", "scope__connection").filter(pk=error_id).first()
+    if error is None or error.resolved_at is not None:
+        return False
+    return services.sync_error_retry(error)
