@@ -28,7 +28,7 @@ from vsm.models import Artifact
 
 pytestmark = pytest.mark.django_db
 
-LIST_URLS = ["/api/products/", "/api/teams/", "/api/artifacts/", "/api/links/"]
+LIST_URLS = ["/api/products/", "/api/teams/", "/api/artifacts/", "/api/links/", "/api/connections/"]
 
 
 def client_for(user) -> APIClient:
@@ -546,6 +546,7 @@ BAD_INPUT = [
     ("/api/links/", "artifact", "1.5"),
     ("/api/links/", "source", "abc"),
     ("/api/links/", "target", "abc"),
+    ("/api/connections/", "kind", "nonsense"),
     ("TRANSITIONS", "at_after", "yesterday"),
     ("TRANSITIONS", "at_before", "not-a-date"),
     ("TRANSITIONS", "to_state", "sideways"),

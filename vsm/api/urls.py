@@ -2,6 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from connectors.api import ToolConnectionViewSet
 from vsm.api import views
 
 router = DefaultRouter()
@@ -9,6 +10,7 @@ router.register("products", views.ProductViewSet, basename="product")
 router.register("teams", views.TeamViewSet, basename="team")
 router.register("artifacts", views.ArtifactViewSet, basename="artifact")
 router.register("links", views.ArtifactLinkViewSet, basename="artifactlink")
+router.register("connections", ToolConnectionViewSet, basename="toolconnection")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
