@@ -1,0 +1,14 @@
+"""Faithful local fakes of the tools' REST APIs, for tests and the demo (plain Python, no Django).
+
+`FAKE_TOOLS` maps the path prefix `run_fake_tools` serves each fake under to the fake's class; a new
+tool's fake joins by adding one entry.
+"""
+
+from collections.abc import Callable
+
+from connectors.fakes.jira import FakeJira
+from connectors.fakes.wsgi import FakeApp
+
+FAKE_TOOLS: dict[str, Callable[[], FakeApp]] = {
+    "/jira": FakeJira,
+}
