@@ -65,3 +65,14 @@ def pytest_report_header(config):
         f"vsm: database {database['ENGINE'].rsplit('.', 1)[-1]} ({database['NAME']}), broker {broker}",
         f"vsm: require services {_flag('VSM_REQUIRE_SERVICES')}, fixtures {_flag('VSM_REQUIRE_FIXTURES')}",
     ]
+
+
+@pytest.fixture
+def eager_tasks():
+    """Run Celery tasks in-process for this test, even where a broker is configured (CI)."""
+    from vsm.celery import app
+
+    previous = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = previous

@@ -359,3 +359,33 @@ def map_types(connection, types: dict[str, str], statuses: dict[str, str]):
         )
         mappings.append(mapping)
     return mappings
+
+
+class SyncRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "connectors.SyncRun"
+
+    scope = factory.SubFactory(ScopeFactory)
+    trigger = "schedule"
+    started_at = factory.Sequence(lambda n: BASE_TIME + timedelta(minutes=15 * n))
+    finished_at = factory.LazyAttribute(lambda run: run.started_at + timedelta(seconds=30))
+    outcome = "success"
+    read = 3
+    created = 1
+    updated = 2
+
+
+class SyncErrorFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "connectors.SyncError"
+
+    scope = factory.SubFactory(ScopeFactory)
+    connection = factory.SelfAttribute("scope.connection")
+    stage = "mapping"
+    item_key = factory.Sequence(lambda n: f"ABC-{n}")
+    external_id = factory.Sequence(lambda n: str(20000 + n))
+    fingerprint = factory.LazyAttribute(lambda error: f"item:{error.external_id}")
+    message = "cannot read story_points as number: 'lots'"
+    payload = factory.LazyAttribute(lambda error: {"key": error.item_key, "fields": {"summary": "An item"}})
+    first_seen_at = BASE_TIME
+    last_seen_at = BASE_TIME

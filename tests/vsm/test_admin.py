@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.html import escape
 
-from connectors.models import ToolConnection
+from connectors.models import ToolConnection, TypeMapping
 from tests.factories import (
     BASE_TIME,
     ArtifactFactory,
@@ -29,6 +29,7 @@ from tests.factories import (
     StateTransitionFactory,
     TeamFactory,
     ToolConnectionFactory,
+    TypeMappingFactory,
     UserFactory,
     artifact_model,
 )
@@ -484,6 +485,9 @@ TARGET_FACTORIES = {
     Team: TeamFactory,
     Artifact: ArtifactFactory,
     get_user_model(): UserFactory,
+    TypeMapping: TypeMappingFactory,
+    ArtifactModel: ArtifactModelFactory,
+    FlowItemType: FlowItemTypeFactory,
 }
 
 
