@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from connectors.base import ItemFailure, Page, ScopeSpec, ToolItem
 from connectors.exceptions import AuthError, ConnectorError
-from connectors.mappings import MappingError, MappingSet, NormalisedItem, normalise
+from connectors.mappings import MappingError, MappingSet, NormalisedItem, normalise, without_nul
 from connectors.models import (
     PendingLink,
     RawRecord,
@@ -442,7 +442,7 @@ class PageStore:
                     scope=self.scope,
                     external_id=item.native_id,
                     key=item.key,
-                    payload=item.raw,
+                    payload=without_nul(item.raw),
                     digest=digests[item.native_id],
                     fetched_at=now,
                 )
@@ -472,7 +472,11 @@ class PageStore:
             resolved_at__isnull=True,
         )
         if open_error.update(
-            attempts=F("attempts") + 1, last_seen_at=now, message=message, payload=payload, run=self.run
+            attempts=F("attempts") + 1,
+            last_seen_at=now,
+            message=message,
+            payload=without_nul(payload),
+            run=self.run,
         ):
             return
         SyncError.objects.create(
@@ -484,7 +488,7 @@ class PageStore:
             item_key=key[:255],
             external_id=native_id[:255],
             message=message,
-            payload=payload,
+            payload=without_nul(payload),
             first_seen_at=now,
             last_seen_at=now,
         )

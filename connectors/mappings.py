@@ -119,6 +119,17 @@ class NormalisedItem:
     rule_label: str
 
 
+def without_nul(value: Any) -> Any:
+    """Strings without NUL characters, recursively: PostgreSQL text and JSON cannot store them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(element) for key, element in value.items()}
+    if isinstance(value, list):
+        return [without_nul(element) for element in value]
+    return value
+
+
 def normalise(item: ToolItem, mappings: MappingSet) -> NormalisedItem:
     rule = mappings.rule_for(item)
     unmapped: set[str] = set()
@@ -133,16 +144,16 @@ def normalise(item: ToolItem, mappings: MappingSet) -> NormalisedItem:
         return state
 
     fields = {field_rule.model_field: _field_value(item, field_rule) for field_rule in rule.fields}
-    fields = {name: value for name, value in fields.items() if value is not None}
+    fields = without_nul({name: value for name, value in fields.items() if value is not None})
     transitions = _transitions(item.changelog, state_of)
     flow_state = state_of(item.status) or FlowState.UNKNOWN
     dates = derive_flow_dates(((t.at, t.to_state) for t in transitions), flow_state)
     return NormalisedItem(
         external_id=item.native_id,
         key=item.key,
-        title=item.title[:1000],
+        title=without_nul(item.title)[:1000],
         url=item.url,
-        tool_status=item.status,
+        tool_status=without_nul(item.status),
         flow_state=flow_state,
         artifact_model_id=rule.artifact_model_id,
         flow_item_type_id=rule.flow_item_type_id,

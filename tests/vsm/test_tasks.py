@@ -45,7 +45,7 @@ def test_task_returns_quietly_when_the_artifact_is_gone():
 
 
 @pytest.mark.needs_celery_worker
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_real_worker_runs_the_task_end_to_end(tmp_path):
     artifact, start = _done_artifact_with_ledger()
     log_path = tmp_path / "worker.log"
@@ -64,7 +64,7 @@ def test_a_real_worker_runs_the_task_end_to_end(tmp_path):
 
 @pytest.mark.needs_postgres
 @pytest.mark.needs_redis
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_beat_starts_with_the_database_scheduler(tmp_path):
     log_path = tmp_path / "beat.log"
     with celery_beat(log_path) as process:
