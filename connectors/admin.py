@@ -356,6 +356,13 @@ class ScopeAdmin(ObjectActionsMixin, admin.ModelAdmin):
         save_changed_columns(obj, form.changed_data, change)
         services.scope_schedule_save(obj)
 
+    def delete_model(self, request, obj):
+        services.scope_delete(obj)
+
+    def delete_queryset(self, request, queryset):
+        for scope in queryset:
+            services.scope_delete(scope)
+
     @admin.display(description="last run", ordering="last_run_started_at")
     def last_run(self, scope: Scope) -> str:
         if scope.last_run_outcome is None:

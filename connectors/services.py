@@ -38,6 +38,15 @@ def scope_schedule_save(scope: Scope) -> PeriodicTask:
     return task
 
 
+@transaction.atomic
+def scope_delete(scope: Scope) -> None:
+    """Delete a scope and its schedule, so beat stops firing syncs for it."""
+    task_id = scope.periodic_task_id
+    scope.delete()
+    if task_id is not None:
+        PeriodicTask.objects.filter(pk=task_id).delete()
+
+
 def connection_set_credentials(connection: ToolConnection, updates: dict[str, str]) -> None:
     """Store new credential values; empty values keep what is stored (the form never shows them)."""
     connection.credentials = connection.credentials.merged(updates)
