@@ -9,8 +9,10 @@ and mappings are unchanged is skipped, so re-reading is cheap and changes nothin
 import hashlib
 import json
 import logging
+import queue
+import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -34,12 +36,15 @@ from connectors.models import (
 )
 from connectors.selectors import connector_instance, load_mapping_set
 from vsm.choices import LinkOrigin
+from vsm.db import bulk_insert, bulk_upsert
 from vsm.models import Artifact, ArtifactLink, StateTransition
 
 logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 15 * 60
-ARTIFACT_COLUMNS = [
+ARTIFACT_FIELDS = (
+    "connection_id",
+    "external_id",
     "product_id",
     "artifact_model_id",
     "flow_item_type_id",
@@ -56,7 +61,9 @@ ARTIFACT_COLUMNS = [
     "deleted_at",
     "fields",
     "value",
-]
+)
+TRANSITION_FIELDS = ("artifact_id", "at", "from_status", "to_status", "from_state", "to_state", "author")
+RAW_FIELDS = ("connection_id", "external_id", "scope_id", "key", "payload", "digest", "fetched_at")
 
 
 @dataclass
@@ -122,7 +129,7 @@ def scope_sync(
         store = PageStore(scope, mappings, run)
         spec = scope_spec_for(scope, mappings)
         since = scope.cursor - timedelta(seconds=scope.overlap_seconds) if scope.cursor else None
-        for page in connector.read_changes(spec, since):
+        for page in prefetched(connector.read_changes(spec, since)):
             store.save_page(page)
             lease.renew()
         if full_scan:
@@ -151,6 +158,48 @@ def scope_sync(
             for name in ("read", "created", "updated", "unchanged", "failed", "deleted")
         },
     )
+
+
+_END = object()
+
+
+def prefetched(pages: Iterator[Page]) -> Iterator[Page]:
+    """Read the next page from the tool in a thread while this one writes the current page.
+
+    Pages still arrive in order, so the cursor semantics are unchanged; an error while reading is
+    raised here, in the writer's thread, when its turn comes.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand_over(value) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for page in pages:
+                if not hand_over(page):
+                    return
+            hand_over(_END)
+        except BaseException as error:  # handed to the writer, which raises it
+            hand_over(error)
+
+    reader = threading.Thread(target=read, name="ingest-reader", daemon=True)
+    reader.start()
+    try:
+        while (value := handoff.get()) is not _END:
+            if isinstance(value, BaseException):
+                raise value
+            yield value
+    finally:
+        stop.set()
+        reader.join(timeout=60)
 
 
 def _finish(run: SyncRun, outcome: str, message: str = "") -> None:
@@ -205,9 +254,11 @@ class PageStore:
             query=self.scope.query, fields=self.mappings.tool_fields(), page_size=self.scope.page_size
         )
 
-    def digest(self, item: ToolItem) -> str:
+    def digest(self, item: ToolItem) -> tuple[str, bool]:
+        """A hash of the payload and the mappings applied to it, and whether the payload holds NULs."""
         payload = json.dumps(item.raw, sort_keys=True, default=str, separators=(",", ":"))
-        return hashlib.sha256(f"{self.fingerprint}|{item.deleted}|{payload}".encode()).hexdigest()
+        digest = hashlib.sha256(f"{self.fingerprint}|{item.deleted}|{payload}".encode()).hexdigest()
+        return digest, "\\u0000" in payload
 
     @transaction.atomic
     def save_page(self, page: Page) -> None:
@@ -216,7 +267,11 @@ class PageStore:
         for failure in page.failures:
             self.record_error(SyncStage.READ, failure.key or failure.native_id, failure, failure.message, now)
 
-        digests = {item.native_id: self.digest(item) for item in page.items}
+        digests, with_nul = {}, set()
+        for item in page.items:
+            digests[item.native_id], has_nul = self.digest(item)
+            if has_nul:
+                with_nul.add(item.native_id)
         stored = dict(
             RawRecord.objects.filter(connection=self.connection, external_id__in=list(digests)).values_list(
                 "external_id", "digest"
@@ -249,7 +304,7 @@ class PageStore:
         for _, item_normalised in normalised:
             for status in sorted(item_normalised.unmapped_statuses):
                 self.record_unmapped_status(status, item_normalised, now)
-        self.store_raw([item for item, _ in changed], digests, now)
+        self.store_raw([item for item, _ in changed], digests, with_nul, now)
 
         newest = max((item.updated for item in page.items), default=None)
         if newest is not None:
@@ -268,35 +323,35 @@ class PageStore:
                 connection=self.connection, external_id__in=[n.external_id for n in items]
             ).values_list("external_id", flat=True)
         )
-        Artifact.objects.bulk_create(
+        bulk_upsert(
+            Artifact,
+            ARTIFACT_FIELDS,
             [self.artifact_row(n) for n in items],
-            update_conflicts=True,
             unique_fields=["connection", "external_id"],
-            update_fields=[name.removesuffix("_id") for name in ARTIFACT_COLUMNS],
         )
         created = sum(1 for n in items if n.external_id not in existing)
         return created, len(items) - created
 
-    def artifact_row(self, n: NormalisedItem) -> Artifact:
-        return Artifact(
-            connection_id=self.connection.pk,
-            external_id=n.external_id,
-            product_id=self.scope.product_id,
-            artifact_model_id=n.artifact_model_id,
-            flow_item_type_id=n.flow_item_type_id,
-            team_id=self.scope.team_id,
-            key=n.key,
-            title=n.title,
-            url=n.url,
-            tool_status=n.tool_status,
-            flow_state=n.flow_state,
-            created_at=n.created_at,
-            first_started_at=n.first_started_at,
-            done_at=n.done_at,
-            updated_at=n.updated_at,
-            deleted_at=None,
-            fields=n.fields,
-            value=n.value,
+    def artifact_row(self, n: NormalisedItem) -> tuple:
+        return (
+            self.connection.pk,
+            n.external_id,
+            self.scope.product_id,
+            n.artifact_model_id,
+            n.flow_item_type_id,
+            self.scope.team_id,
+            n.key,
+            n.title,
+            n.url,
+            n.tool_status,
+            n.flow_state,
+            n.created_at,
+            n.first_started_at,
+            n.done_at,
+            n.updated_at,
+            None,
+            n.fields,
+            n.value,
         )
 
     def mark_deleted(self, items: list[ToolItem], now: datetime) -> None:
@@ -323,29 +378,18 @@ class PageStore:
             "id", "artifact_id", "at", "from_status", "to_status", "from_state", "to_state", "author"
         ):
             existing[row[1:]] = row[0]
-        wanted = {
-            (artifact_id, t.at, t.from_status, t.to_status, t.from_state, t.to_state, t.author): t
+        wanted = {  # in the order of TRANSITION_FIELDS
+            (artifact_id, t.at, t.from_status, t.to_status, t.from_state, t.to_state, t.author)
             for artifact_id, n in by_artifact.items()
             for t in n.transitions
         }
         obsolete = [pk for identity, pk in existing.items() if identity not in wanted]
         if obsolete:
             StateTransition.objects.filter(pk__in=obsolete).delete()
-        StateTransition.objects.bulk_create(
-            [
-                StateTransition(
-                    artifact_id=identity[0],
-                    at=t.at,
-                    from_status=t.from_status,
-                    to_status=t.to_status,
-                    from_state=t.from_state,
-                    to_state=t.to_state,
-                    author=t.author,
-                )
-                for identity, t in wanted.items()
-                if identity not in existing
-            ],
-            batch_size=2000,
+        bulk_insert(
+            StateTransition,
+            TRANSITION_FIELDS,
+            [identity for identity in wanted if identity not in existing],
         )
 
     def replace_tool_links(self, by_artifact: dict[int, NormalisedItem], now: datetime) -> None:
@@ -434,23 +478,25 @@ class PageStore:
         )
         PendingLink.objects.filter(pk__in=[row[0] for row in pending if row[2] in targets]).delete()
 
-    def store_raw(self, items: list[ToolItem], digests: dict[str, str], now: datetime) -> None:
-        RawRecord.objects.bulk_create(
+    def store_raw(
+        self, items: list[ToolItem], digests: dict[str, str], with_nul: set[str], now: datetime
+    ) -> None:
+        bulk_upsert(
+            RawRecord,
+            RAW_FIELDS,
             [
-                RawRecord(
-                    connection=self.connection,
-                    scope=self.scope,
-                    external_id=item.native_id,
-                    key=item.key,
-                    payload=without_nul(item.raw),
-                    digest=digests[item.native_id],
-                    fetched_at=now,
+                (
+                    self.connection.pk,
+                    item.native_id,
+                    self.scope.pk,
+                    item.key,
+                    without_nul(item.raw) if item.native_id in with_nul else item.raw,
+                    digests[item.native_id],
+                    now,
                 )
                 for item in items
             ],
-            update_conflicts=True,
             unique_fields=["connection", "external_id"],
-            update_fields=["scope", "key", "payload", "digest", "fetched_at"],
         )
 
     def record_unmapped_status(self, status: str, item: NormalisedItem, now: datetime) -> None:

@@ -493,6 +493,10 @@ class FakeJira(FakeApp):
         self.custom_fields: dict[str, str] = {}  # id -> name
         self.link_types: dict[str, LinkType] = {}
         self.issues: dict[str, Issue] = {}  # by key
+        self._children: dict[str, list[str]] = {}  # parent key -> child keys, so rendering stays linear
+        # Search results per (query, zone), valid while nothing that searches see has changed.
+        self._revision = 0
+        self._search_cache: dict[tuple, tuple[int, list, list]] = {}
         self.links: list[IssueLink] = []
         self.malformed_keys: set[str] = set()
         self._issue_keys_by_id: dict[str, str] = {}
@@ -668,6 +672,7 @@ class FakeJira(FakeApp):
         if status is not None:
             issue.status = status
         issue.updated = updated_at
+        self._revision += 1
         return issue.key
 
     @locked
@@ -719,14 +724,17 @@ class FakeJira(FakeApp):
     def delete(self, key: str) -> None:
         """Delete an issue with its sub-tasks and links; other children lose their parent."""
         issue = self._issue(key)
-        for child in [other for other in self.issues.values() if other.parent == issue.key]:
+        for child in [self.issues[child_key] for child_key in self._children.pop(issue.key, [])]:
             if child.issue_type.subtask:
                 self.delete(child.key)
             else:
                 child.parent = None
+        if issue.parent:
+            self._children.get(issue.parent, []).remove(issue.key)
         self.links = [link for link in self.links if issue.key not in (link.source, link.target)]
         del self.issues[issue.key], self._issue_keys_by_id[issue.id]
         self.malformed_keys.discard(issue.key)
+        self._revision += 1
 
     @locked
     def malformed(self, key: str) -> None:
@@ -859,6 +867,7 @@ class FakeJira(FakeApp):
         project.last_number = number
         self.issues[issue.key] = issue
         self._issue_keys_by_id[issue.id] = issue.key
+        self._revision += 1
         self._set_fields(issue, values)
         if self.statuses[status].category == "done":
             issue.resolved = at
@@ -871,6 +880,7 @@ class FakeJira(FakeApp):
         history = History(self._next_id("history"), at, author, items)
         bisect.insort(issue.histories, history, key=lambda kept: (kept.created, int(kept.id)))
         issue.updated = max(issue.updated, at)
+        self._revision += 1
 
     def _status_items(
         self, issue: Issue, to_status: str, at: datetime, recorded_from: str | None = None
@@ -970,6 +980,10 @@ class FakeJira(FakeApp):
                 continue
             items.append(self._field_item(field_id, old, new))
             if field_id == "parent":
+                if issue.parent:
+                    self._children.get(issue.parent, []).remove(issue.key)
+                if new:
+                    self._children.setdefault(new, []).append(issue.key)
                 issue.parent = new
             else:
                 issue.fields[field_id] = new
@@ -1164,8 +1178,8 @@ class FakeJira(FakeApp):
             "issuelinks": self._issue_links_json(issue, view),
             "subtasks": [
                 self._issue_brief(child, view)
-                for child in self.issues.values()
-                if child.parent == issue.key and child.issue_type.subtask
+                for child in (self.issues[key] for key in self._children.get(issue.key, ()))
+                if child.issue_type.subtask
             ],
         }
         if issue.parent:
@@ -1361,12 +1375,12 @@ class FakeJira(FakeApp):
         if not query.conditions:
             raise JiraError(400, [UNBOUNDED_JQL])
         view = self._view(request)
-        ordered = self._search(query, view.zone)
+        ordered, sort_keys = self._search(query, view.zone)
         fingerprint = hashlib.sha256(jql.encode()).hexdigest()[:16]
+        start = 0
         if token is not None:
-            after = _decode_page_token(token, fingerprint)
-            ordered = [(sort_key, issue) for sort_key, issue in ordered if sort_key > after]
-        page, rest = ordered[:page_size], ordered[page_size:]
+            start = bisect.bisect_right(sort_keys, _decode_page_token(token, fingerprint))
+        page, rest = ordered[start : start + page_size], ordered[start + page_size :]
         with_changelog = "changelog" in _comma_separated([expand])
         response: dict[str, Any] = {
             "issues": [self._issue_json(issue, view, selection, with_changelog) for _, issue in page]
@@ -1397,7 +1411,7 @@ class FakeJira(FakeApp):
         page_size = _page_size(max_results, DATACENTER_PAGE_CAP)
         selection = FieldSelection.parse(fields if fields is not None else ["*navigable"])
         view = self._view(request)
-        ordered = self._search(self._parse_query(jql), view.zone)
+        ordered, _ = self._search(self._parse_query(jql), view.zone)
         with_changelog = "changelog" in _comma_separated(expand)
         return json_response(
             {
@@ -1418,8 +1432,20 @@ class FakeJira(FakeApp):
         except JqlError as error:
             raise JiraError(400, [str(error)]) from error
 
-    def _search(self, query: JqlQuery, zone: ZoneInfo) -> list[tuple[tuple[int, ...], Issue]]:
-        """Matching issues with their sort keys, in the query's order, ties broken by id."""
+    def _search(self, query: JqlQuery, zone: ZoneInfo) -> tuple[list[tuple[tuple[int, ...], Issue]], list]:
+        """Matching issues with their sort keys in the query's order (ties broken by id), and the keys.
+
+        Cached until the next change, so paging through N issues costs N, not N per page.
+        """
+        cached = self._search_cache.get((query, zone))
+        if cached is not None and cached[0] == self._revision:
+            return cached[1], cached[2]
+        ordered = self._ordered_matches(query, zone)
+        sort_keys = [sort_key for sort_key, _ in ordered]
+        self._search_cache[(query, zone)] = (self._revision, ordered, sort_keys)
+        return ordered, sort_keys
+
+    def _ordered_matches(self, query: JqlQuery, zone: ZoneInfo) -> list[tuple[tuple[int, ...], Issue]]:
         tests = [self._condition_test(condition, zone) for condition in query.conditions]
         order_by = query.order_by or (("key", True),)  # Jira's default order: newest key first
         project_rank = {key: rank for rank, key in enumerate(sorted(self.projects))}
