@@ -7,7 +7,7 @@ TEST_WORKERS ?= auto
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint format clean bench-ingest
 
 install: $(INSTALLED)
 
@@ -31,6 +31,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	VSM_DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
+
+# Benchmarks print figures; they use their own PostgreSQL database (vsm_bench) on the server of
+# DATABASE_URL (default: the local one).
+BENCH_ISSUES ?= 50000
+bench-ingest: install
+	$(BIN)/python -m tests.bench.ingest --issues $(BENCH_ISSUES)
 
 format: install
 	$(BIN)/ruff check --fix .
