@@ -80,11 +80,17 @@ class StatusChange:
 
 @dataclass(frozen=True)
 class ToolLink:
-    """A link the tool itself records, to an item named by its key (or id) in the same tool."""
+    """A link the tool itself records, to an item named by its key in the same tool.
+
+    The link runs from this item to the other one; with `incoming`, from the other one to this item
+    (a deployment names the build it deployed: that build is `deployed_in` this deployment). Outgoing
+    links are this item's to keep in step with the tool; incoming ones are only ever added.
+    """
 
     kind: str  # a vsm LinkKind value
     target_key: str
     description: str = ""
+    incoming: bool = False
 
 
 @dataclass

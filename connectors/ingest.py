@@ -249,11 +249,6 @@ class PageStore:
         self.run = run
         self.fingerprint = f"{mappings.fingerprint}:{scope.product_id}:{scope.team_id}"
 
-    def scope_spec(self) -> ScopeSpec:
-        return ScopeSpec(
-            query=self.scope.query, fields=self.mappings.tool_fields(), page_size=self.scope.page_size
-        )
-
     def digest(self, item: ToolItem) -> tuple[str, bool]:
         """A hash of the payload and the mappings applied to it, and whether the payload holds NULs."""
         payload = json.dumps(item.raw, sort_keys=True, default=str, separators=(",", ":"))
@@ -393,24 +388,31 @@ class PageStore:
         )
 
     def replace_tool_links(self, by_artifact: dict[int, NormalisedItem], now: datetime) -> None:
-        """Links the tool records for these items; a target not stored yet waits as a pending link."""
+        """Links the tool records for these items; an end not stored yet waits as a pending link.
+
+        Outgoing links are kept in step with the tool (a link removed there goes here too); incoming
+        ones, which the other end may also declare, are only added.
+        """
         if not by_artifact:
             return
         target_keys = {link.target_key for n in by_artifact.values() for link in n.links}
         targets = dict(
             Artifact.objects.filter(connection=self.connection, key__in=target_keys).values_list("key", "id")
         )
-        wanted_links = set()
-        wanted_pending = set()
-        for source_id, n in by_artifact.items():
+        wanted_links, added_links = set(), set()
+        wanted_pending, added_pending = set(), set()
+        for item_id, n in by_artifact.items():
             for link in n.links:
-                target_id = targets.get(link.target_key)
-                if target_id == source_id:
+                other_id = targets.get(link.target_key)
+                if other_id == item_id:
                     continue
-                if target_id is None:
-                    wanted_pending.add((source_id, link.target_key, link.kind))
+                if other_id is None:
+                    pending = (item_id, link.target_key, link.kind, link.incoming)
+                    (added_pending if link.incoming else wanted_pending).add(pending)
+                elif link.incoming:
+                    added_links.add((other_id, item_id, link.kind))
                 else:
-                    wanted_links.add((source_id, target_id, link.kind))
+                    wanted_links.add((item_id, other_id, link.kind))
         sources = list(by_artifact)
         existing_links = {
             (row[1], row[2], row[3]): row[0]
@@ -424,14 +426,17 @@ class PageStore:
         ArtifactLink.objects.bulk_create(
             [
                 ArtifactLink(source_id=s, target_id=t, kind=k, origin=LinkOrigin.TOOL)
-                for s, t, k in wanted_links - set(existing_links)
+                for s, t, k in (wanted_links - set(existing_links)) | added_links
             ],
             ignore_conflicts=True,
         )
         existing_pending = {
-            (row[1], row[2], row[3]): row[0]
+            (row[1], row[2], row[3], False): row[0]
             for row in PendingLink.objects.filter(
-                source_id__in=sources, target_connection=self.connection, origin=LinkOrigin.TOOL
+                source_id__in=sources,
+                target_connection=self.connection,
+                origin=LinkOrigin.TOOL,
+                reverse=False,
             ).values_list("id", "source_id", "target_key", "kind")
         }
         stale = [pk for identity, pk in existing_pending.items() if identity not in wanted_pending]
@@ -445,38 +450,44 @@ class PageStore:
                     target_key=key,
                     kind=kind,
                     origin=LinkOrigin.TOOL,
+                    reverse=reverse,
                     first_seen_at=now,
                 )
-                for s, key, kind in wanted_pending - set(existing_pending)
+                for s, key, kind, reverse in (wanted_pending - set(existing_pending)) | added_pending
             ],
             ignore_conflicts=True,
         )
 
     def resolve_pending_links(self, keys: list[str]) -> None:
-        """Links that waited for one of these items (from any connection) now get their target."""
+        """Links that waited for one of these items (from any connection) now get their other end."""
         if not keys:
             return
         pending = list(
             PendingLink.objects.filter(target_connection=self.connection, target_key__in=keys).values_list(
-                "id", "source_id", "target_key", "kind", "origin"
+                "id", "source_id", "target_key", "kind", "origin", "reverse"
             )
         )
         if not pending:
             return
-        targets = dict(
+        arrived = dict(
             Artifact.objects.filter(
                 connection=self.connection, key__in={row[2] for row in pending}
             ).values_list("key", "id")
         )
         ArtifactLink.objects.bulk_create(
             [
-                ArtifactLink(source_id=source, target_id=targets[key], kind=kind, origin=origin)
-                for _, source, key, kind, origin in pending
-                if key in targets and targets[key] != source
+                ArtifactLink(
+                    source_id=arrived[key] if reverse else stored,
+                    target_id=stored if reverse else arrived[key],
+                    kind=kind,
+                    origin=origin,
+                )
+                for _, stored, key, kind, origin, reverse in pending
+                if key in arrived and arrived[key] != stored
             ],
             ignore_conflicts=True,
         )
-        PendingLink.objects.filter(pk__in=[row[0] for row in pending if row[2] in targets]).delete()
+        PendingLink.objects.filter(pk__in=[row[0] for row in pending if row[2] in arrived]).delete()
 
     def store_raw(
         self, items: list[ToolItem], digests: dict[str, str], with_nul: set[str], now: datetime

@@ -299,12 +299,16 @@ class PendingLink(models.Model):
     target_key = models.CharField(max_length=255)
     kind = models.CharField(max_length=16, choices=LinkKind.choices)
     origin = models.CharField(max_length=8, choices=LinkOrigin.choices, default=LinkOrigin.TOOL)
+    reverse = models.BooleanField(
+        default=False, help_text="The link runs from the awaited item to `source` rather than the other way."
+    )
     first_seen_at = models.DateTimeField()
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["source", "target_connection", "target_key", "kind"], name="pending_link_unique"
+                fields=["source", "target_connection", "target_key", "kind", "reverse"],
+                name="pending_link_unique",
             ),
         ]
         indexes = [models.Index(fields=["target_connection", "target_key"], name="pendinglink_target")]

@@ -342,3 +342,42 @@ def test_two_workers_syncing_one_scope_make_exactly_one_run():
     assert sorted(bool(result.skipped) for result in results) == [False, True]
     assert SyncRun.objects.filter(scope=world.scope).count() == 1
     assert Artifact.objects.filter(connection=world.connection).count() == 20
+
+
+def test_incoming_links_are_added_in_either_order_and_never_removed_by_the_other_end(jira_world):
+    """A deployment names the build it deployed: the build is deployed_in the deployment."""
+    from connectors.base import Page, ToolItem, ToolLink
+    from connectors.ingest import PageStore
+    from connectors.selectors import load_mapping_set
+
+    world = jira_world
+    now = world.clock.now
+
+    def item(key, links=(), version=1):
+        return ToolItem(
+            native_id=key,
+            key=key,
+            item_type="Task",
+            url="",
+            title=key,
+            status="Done",
+            created=now,
+            updated=now,
+            links=list(links),
+            raw={"key": key, "version": version},
+        )
+
+    store = PageStore(
+        world.scope,
+        load_mapping_set(world.connection),
+        SyncRun.objects.create(scope=world.scope, started_at=now),
+    )
+    deployed = ToolLink(kind=LinkKind.DEPLOYED_IN, target_key="build-7", incoming=True)
+    store.save_page(Page(items=[item("deploy-1", [deployed])]))  # the build is not stored yet
+    assert PendingLink.objects.get().reverse is True
+    store.save_page(Page(items=[item("build-7")]))
+    link = ArtifactLink.objects.get()
+    assert (link.source.key, link.target.key, link.kind) == ("build-7", "deploy-1", LinkKind.DEPLOYED_IN)
+    assert PendingLink.objects.count() == 0
+    store.save_page(Page(items=[item("build-7", version=2), item("deploy-1", [deployed], version=2)]))
+    assert ArtifactLink.objects.count() == 1
