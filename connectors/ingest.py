@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from connectors.base import ItemFailure, Page, ScopeSpec, ToolItem
 from connectors.exceptions import AuthError, ConnectorError
+from connectors.links import LinkSource, derive_links, rules_of
 from connectors.mappings import MappingError, MappingSet, NormalisedItem, normalise, without_nul
 from connectors.models import (
     PendingLink,
@@ -63,7 +64,16 @@ ARTIFACT_FIELDS = (
     "value",
 )
 TRANSITION_FIELDS = ("artifact_id", "at", "from_status", "to_status", "from_state", "to_state", "author")
-RAW_FIELDS = ("connection_id", "external_id", "scope_id", "key", "payload", "digest", "fetched_at")
+RAW_FIELDS = (
+    "connection_id",
+    "external_id",
+    "scope_id",
+    "key",
+    "item_type",
+    "payload",
+    "digest",
+    "fetched_at",
+)
 
 
 @dataclass
@@ -248,6 +258,7 @@ class PageStore:
         self.mappings = mappings
         self.run = run
         self.fingerprint = f"{mappings.fingerprint}:{scope.product_id}:{scope.team_id}"
+        self.link_rules = rules_of(scope.connection)
 
     def digest(self, item: ToolItem) -> tuple[str, bool]:
         """A hash of the payload and the mappings applied to it, and whether the payload holds NULs."""
@@ -296,6 +307,14 @@ class PageStore:
         self.replace_transitions({ids[n.external_id]: n for _, n in normalised})
         self.replace_tool_links({ids[n.external_id]: n for _, n in normalised}, now)
         self.resolve_pending_links([n.key for _, n in normalised])
+        derive_links(
+            self.link_rules,
+            [
+                LinkSource(ids[n.external_id], item.item_type, item.raw, self.scope.query)
+                for item, n in normalised
+            ],
+            now,
+        )
         for _, item_normalised in normalised:
             for status in sorted(item_normalised.unmapped_statuses):
                 self.record_unmapped_status(status, item_normalised, now)
@@ -501,6 +520,7 @@ class PageStore:
                     item.native_id,
                     self.scope.pk,
                     item.key,
+                    item.item_type,
                     without_nul(item.raw) if item.native_id in with_nul else item.raw,
                     digests[item.native_id],
                     now,

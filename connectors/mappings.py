@@ -192,18 +192,32 @@ def _transitions(changelog: list[StatusChange], state_of) -> list[NormalisedTran
 
 
 def resolve_path(data: Any, path: str) -> Any:
-    """Follow a dotted path through dicts and lists; None where it leads nowhere."""
-    current = data
-    for part in path.split("."):
-        if isinstance(current, dict):
-            current = current.get(part)
-        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
-            current = current[int(part)]
-        else:
+    """Follow a dotted path through dicts and lists; None where it leads nowhere.
+
+    A `*` step fans out over a list: `changeSets.*.items.*.commitId` gives the list of every commit
+    id found (flattened, Nones dropped).
+    """
+    if not path:
+        return data
+    part, _, rest = path.partition(".")
+    if part == "*":
+        if not isinstance(data, list):
             return None
-        if current is None:
-            return None
-    return current
+        found = []
+        for element in data:
+            value = resolve_path(element, rest)
+            if isinstance(value, list) and "*" in rest:
+                found.extend(value)
+            elif value is not None:
+                found.append(value)
+        return found
+    if isinstance(data, dict):
+        current = data.get(part)
+    elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+        current = data[int(part)]
+    else:
+        return None
+    return None if current is None else resolve_path(current, rest)
 
 
 def _field_value(item: ToolItem, rule: FieldRule) -> Any:

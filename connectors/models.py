@@ -277,6 +277,7 @@ class RawRecord(models.Model):
     scope = models.ForeignKey(Scope, on_delete=models.SET_NULL, null=True, related_name="raw_records")
     external_id = models.CharField(max_length=255)
     key = models.CharField(max_length=255)
+    item_type = models.CharField(max_length=200, blank=True, help_text="The tool's type of the item.")
     payload = models.JSONField()
     digest = models.CharField(max_length=64, help_text="Hash of the payload and the mappings applied to it.")
     fetched_at = models.DateTimeField()
@@ -315,3 +316,45 @@ class PendingLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_id} {self.kind} {self.target_key} (pending)"
+
+
+class LinkRule(models.Model):
+    """Derives trace links from what an item says: a key in a commit message, a SHA in a build.
+
+    Every value found at `source_path` in the raw payload of the connection's items (a `*` step fans out
+    over lists) is searched with `pattern`; each match, formatted by `key_template`, names an item of
+    `target_connection` by its key. `reverse` makes the link run from the named item to this one (a
+    commit that mentions a story: the story is committed in the commit).
+    """
+
+    connection = models.ForeignKey(ToolConnection, on_delete=models.CASCADE, related_name="link_rules")
+    name = models.CharField(max_length=200)
+    item_types = models.CharField(
+        max_length=400, blank=True, help_text="Comma-separated tool types it reads (empty: all)."
+    )
+    source_path = models.CharField(
+        max_length=300,
+        help_text="Dotted path in the raw payload, e.g. commit.message or changeSets.*.items.*.commitId",
+    )
+    pattern = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="A regular expression; named groups feed the template. Empty: the whole value is the key.",
+    )
+    key_template = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="How a match becomes a key, e.g. {scope}#{number}; empty: the whole match. "
+        "Placeholders: the pattern's named groups, {scope} (the scope's query) and {match}.",
+    )
+    target_connection = models.ForeignKey(ToolConnection, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=LinkKind.choices)
+    reverse = models.BooleanField(default=False, help_text="The link runs from the named item to this one.")
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["connection__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["connection", "name"], name="link_rule_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.connection}: {self.name}"

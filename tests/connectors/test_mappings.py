@@ -150,3 +150,12 @@ def test_the_fingerprint_changes_with_any_mapping_change():
 def test_duplicate_changelog_entries_become_one_transition():
     twice = item(changelog=[*item().changelog, item().changelog[0]])
     assert len(normalise(twice, mapping_set(STORY)).transitions) == 3
+
+
+def test_resolve_path_fans_out_over_lists_with_a_star():
+    build = {
+        "changeSets": [{"items": [{"commitId": "a1"}, {"commitId": "b2"}]}, {"items": [{"commitId": "c3"}]}]
+    }
+    assert resolve_path(build, "changeSets.*.items.*.commitId") == ["a1", "b2", "c3"]
+    assert resolve_path({"changeSets": []}, "changeSets.*.items.*.commitId") == []
+    assert resolve_path({"labels": ["a", None]}, "labels.*") == ["a"]
