@@ -1,7 +1,7 @@
 from celery import shared_task
 
-from connectors import ingest, services
-from connectors.models import SyncError, SyncTrigger
+from connectors import ingest, links, services
+from connectors.models import SyncError, SyncTrigger, ToolConnection
 
 
 @shared_task(acks_late=True)
@@ -22,3 +22,12 @@ def sync_error_retry_task(error_id: int) -> bool:
     if error is None or error.resolved_at is not None:
         return False
     return services.sync_error_retry(error)
+
+
+@shared_task(acks_late=True)
+def connection_relink_task(connection_id: int) -> dict:
+    connection = ToolConnection.objects.filter(pk=connection_id).first()
+    if connection is None:
+        return {}
+    stats = links.relink_connection(connection)
+    return {"references": stats.references, "linked": stats.linked, "pending": stats.pending}

@@ -22,6 +22,7 @@ from connectors.client import RetryPolicy
 from connectors.ingest import PageStore
 from connectors.models import (
     FieldMapping,
+    LinkRule,
     PendingLink,
     RawRecord,
     Scope,
@@ -36,6 +37,7 @@ from tests.factories import (
     BASE_TIME,
     ArtifactFactory,
     FieldMappingFactory,
+    LinkRuleFactory,
     PartnerFactory,
     ProductFactory,
     ScopeFactory,
@@ -323,6 +325,7 @@ ROW_BUILDERS = {
     SyncError: lambda count: SyncErrorFactory.create_batch(count),
     RawRecord: raw_record_rows,
     PendingLink: pending_link_rows,
+    LinkRule: lambda count: LinkRuleFactory.create_batch(count),
 }
 CONNECTOR_MODELS = list(ROW_BUILDERS)
 EDITABLE_MODELS = [ToolConnection, Scope, TypeMapping, StatusMapping, FieldMapping]
