@@ -7,7 +7,7 @@ TEST_WORKERS ?= auto
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test lint format clean bench-ingest
+.PHONY: install demo test lint format clean bench-ingest bench-links
 
 install: $(INSTALLED)
 
@@ -37,6 +37,9 @@ lint: install
 BENCH_ISSUES ?= 50000
 bench-ingest: install
 	$(BIN)/python -m tests.bench.ingest --issues $(BENCH_ISSUES)
+
+bench-links: install
+	$(BIN)/python -m tests.bench.links
 
 format: install
 	$(BIN)/ruff check --fix .

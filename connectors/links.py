@@ -22,6 +22,7 @@ from django.utils import timezone
 from connectors.mappings import resolve_path
 from connectors.models import LinkRule, PendingLink, RawRecord, ToolConnection
 from vsm.choices import LinkOrigin
+from vsm.db import bulk_insert
 from vsm.models import Artifact, ArtifactLink
 
 # Patterns an admin can start from (name: (pattern, key template)).
@@ -36,6 +37,16 @@ PATTERN_PRESETS = {
     "The whole value (an id or SHA)": ("", ""),
 }
 LOOKUP_CHUNK = 5000
+LINK_FIELDS = ("source_id", "target_id", "kind", "origin", "created_at")
+PENDING_FIELDS = (
+    "source_id",
+    "target_connection_id",
+    "target_key",
+    "kind",
+    "origin",
+    "reverse",
+    "first_seen_at",
+)
 
 
 @dataclass(frozen=True)
@@ -126,24 +137,12 @@ def derive_links(
         for artifact_id, key, kind, reverse in references:
             target_id = stored.get(key)
             if target_id is None:
-                pending.append(
-                    PendingLink(
-                        source_id=artifact_id,
-                        target_connection_id=target_connection_id,
-                        target_key=key,
-                        kind=kind,
-                        origin=LinkOrigin.RULE,
-                        reverse=reverse,
-                        first_seen_at=now,
-                    )
-                )
+                pending.append((artifact_id, target_connection_id, key, kind, LinkOrigin.RULE, reverse, now))
             elif target_id != artifact_id:
-                source_id, other_id = (target_id, artifact_id) if reverse else (artifact_id, target_id)
-                links.append(
-                    ArtifactLink(source_id=source_id, target_id=other_id, kind=kind, origin=LinkOrigin.RULE)
-                )
-    ArtifactLink.objects.bulk_create(links, ignore_conflicts=True, batch_size=5000)
-    PendingLink.objects.bulk_create(pending, ignore_conflicts=True, batch_size=5000)
+                ends = (target_id, artifact_id) if reverse else (artifact_id, target_id)
+                links.append((*ends, kind, LinkOrigin.RULE, now))
+    bulk_insert(ArtifactLink, LINK_FIELDS, links, ignore_conflicts=True)
+    bulk_insert(PendingLink, PENDING_FIELDS, pending, ignore_conflicts=True)
     stats.linked, stats.pending = len(links), len(pending)
     return stats
 
@@ -168,18 +167,18 @@ def relink_connection(connection: ToolConnection, *, external_ids: Iterable[str]
     totals = LinkStats()
     if not rules:
         return totals
-    records = RawRecord.objects.filter(connection=connection).select_related("scope").order_by("pk")
+    records = RawRecord.objects.filter(connection=connection).order_by("pk")
     if external_ids is not None:
         records = records.filter(external_id__in=list(external_ids))
     artifact_ids = dict(
         Artifact.objects.filter(connection=connection).values_list("external_id", "id").iterator()
     )
     batch: list[LinkSource] = []
-    for record in records.iterator(chunk_size=LOOKUP_CHUNK):
-        artifact_id = artifact_ids.get(record.external_id)
+    rows = records.values_list("external_id", "item_type", "payload", "scope__query")
+    for external_id, item_type, payload, scope in rows.iterator(chunk_size=LOOKUP_CHUNK):
+        artifact_id = artifact_ids.get(external_id)
         if artifact_id is not None:
-            scope = record.scope.query if record.scope else ""
-            batch.append(LinkSource(artifact_id, record.item_type, record.payload, scope))
+            batch.append(LinkSource(artifact_id, item_type, payload, scope or ""))
         if len(batch) >= LOOKUP_CHUNK:
             _add(totals, _derive_in_transaction(rules, batch))
             batch = []

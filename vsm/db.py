@@ -37,18 +37,48 @@ def _copy(cursor, table: str, fields, rows: Iterable[Sequence]) -> None:
             copy.write_row(row)
 
 
-def bulk_insert(model: type[Model], field_names: Sequence[str], rows: Sequence[Sequence]) -> None:
-    """Insert new rows (no conflicts expected)."""
+def bulk_insert(
+    model: type[Model],
+    field_names: Sequence[str],
+    rows: Sequence[Sequence],
+    *,
+    ignore_conflicts: bool = False,
+) -> None:
+    """Insert new rows; with `ignore_conflicts`, rows that collide with a unique constraint are skipped."""
     if not rows:
         return
     if connection.vendor != "postgresql":
         model.objects.bulk_create(
-            [model(**dict(zip(field_names, row, strict=True))) for row in rows], batch_size=2000
+            [model(**dict(zip(field_names, row, strict=True))) for row in rows],
+            batch_size=2000,
+            ignore_conflicts=ignore_conflicts,
         )
         return
     fields = [model._meta.get_field(name) for name in field_names]
     with connection.cursor() as cursor:
-        _copy(cursor, model._meta.db_table, fields, rows)
+        if not ignore_conflicts:
+            _copy(cursor, model._meta.db_table, fields, rows)
+            return
+        scratch = _scratch_table(cursor, model, fields)
+        _copy(cursor, scratch, fields, rows)
+        names = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        cursor.execute(
+            f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)} ({names}) "  # noqa: S608 (quoted model identifiers)
+            f"SELECT {names} FROM {connection.ops.quote_name(scratch)} ON CONFLICT DO NOTHING"
+        )
+
+
+def _scratch_table(cursor, model: type[Model], fields) -> str:
+    """A session-lived scratch table with the columns and types only (no constraints), filled by COPY."""
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(field.column) for field in fields)
+    scratch = f"scratch_{model._meta.db_table}"
+    cursor.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {quote(scratch)} AS "  # noqa: S608 (quoted model identifiers)
+        f"SELECT {names} FROM {quote(model._meta.db_table)} WITH NO DATA"
+    )
+    cursor.execute(f"TRUNCATE {quote(scratch)}")
+    return scratch
 
 
 def bulk_upsert(
@@ -74,21 +104,15 @@ def bulk_upsert(
     quote = connection.ops.quote_name
     fields = [model._meta.get_field(name) for name in field_names]
     names = ", ".join(quote(field.column) for field in fields)
-    table = quote(model._meta.db_table)
-    scratch = f"upsert_{model._meta.db_table}"
     conflict = ", ".join(quote(model._meta.get_field(name).column) for name in unique_fields)
     updates = ", ".join(
         f"{quote(column)} = EXCLUDED.{quote(column)}"
         for column in (model._meta.get_field(name).column for name in update_fields)
     )
     with connection.cursor() as cursor:
-        # A session-lived scratch table with the columns and types only: no constraints to trip on.
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {quote(scratch)} AS SELECT {names} FROM {table} WITH NO DATA"  # noqa: S608 (quoted model identifiers)
-        )
+        scratch = _scratch_table(cursor, model, fields)
         _copy(cursor, scratch, fields, rows)
         cursor.execute(
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM {quote(scratch)} "  # noqa: S608 (quoted model identifiers)
+            f"INSERT INTO {quote(model._meta.db_table)} ({names}) SELECT {names} FROM {quote(scratch)} "  # noqa: S608 (quoted model identifiers)
             f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
         )
-        cursor.execute(f"TRUNCATE {quote(scratch)}")

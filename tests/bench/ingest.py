@@ -7,43 +7,13 @@ never against the configured one's data.
 
 import argparse
 import io
-import os
-import resource
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
-BENCH_DATABASE = "vsm_bench"
+from tests.bench.common import current_rss_mb, peak_rss_mb, setup_bench_database
+
 STATUS_CYCLE = [("To Do", "In Progress"), ("In Progress", "In Review"), ("In Review", "In Progress")]
 COPY_TABLES = ["vsm_artifact", "vsm_statetransition", "vsm_artifactlink", "connectors_rawrecord"]
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def bench_database_url() -> str:
-    configured = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/vsm")
-    parts = urlsplit(configured)
-    if not parts.scheme.startswith("postgres"):
-        sys.exit("bench-ingest measures PostgreSQL: set DATABASE_URL=postgres://... (the server to use)")
-    return urlunsplit(parts._replace(path=f"/{BENCH_DATABASE}"))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    admin = urlunsplit(parts._replace(path="/postgres", scheme="postgresql"))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {BENCH_DATABASE}")
 
 
 def build_fake(issues: int, changes: int):
@@ -111,16 +81,8 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=100)
     args = parser.parse_args()
 
-    url = bench_database_url()
-    recreate_database(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vsm.settings")
-    os.environ.setdefault("VSM_SECRET_KEY", "bench-only-" + "x" * 40)
-    import django
-
-    django.setup()
+    setup_bench_database()
     import httpx
-    from django.core.management import call_command
 
     from connectors.ingest import scope_sync
     from connectors.models import Scope, ToolConnection
@@ -128,7 +90,6 @@ def main() -> None:
     from tests.factories import map_types
     from vsm.models import Product, StateTransition
 
-    call_command("migrate", verbosity=0)
     started = time.perf_counter()
     fake = build_fake(args.issues, args.changes)
     generation = time.perf_counter() - started
