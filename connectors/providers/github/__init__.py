@@ -1,0 +1,3 @@
+from connectors.providers.github.provider import GitHubConnector
+
+__all__ = ["GitHubConnector"]
