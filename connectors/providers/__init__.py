@@ -1,5 +1,5 @@
 """One package per tool; importing this registers every provider with connectors.base."""
 
-from connectors.providers import github, jira
+from connectors.providers import github, jenkins, jira
 
-__all__ = ["github", "jira"]
+__all__ = ["github", "jenkins", "jira"]

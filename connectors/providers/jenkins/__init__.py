@@ -1,0 +1,3 @@
+from connectors.providers.jenkins.provider import JenkinsConnector
+
+__all__ = ["JenkinsConnector"]
