@@ -9,10 +9,12 @@ from collections.abc import Callable
 from connectors.fakes.github import FakeGitHub
 from connectors.fakes.jenkins import FakeJenkins
 from connectors.fakes.jira import FakeJira
+from connectors.fakes.zendesk import FakeZendesk
 from connectors.fakes.wsgi import FakeApp
 
 FAKE_TOOLS: dict[str, Callable[[], FakeApp]] = {
     "/jira": FakeJira,
     "/github": FakeGitHub,
     "/jenkins": FakeJenkins,
+    "/zendesk": FakeZendesk,
 }

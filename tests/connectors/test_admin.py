@@ -562,11 +562,11 @@ def test_a_required_credential_must_be_entered_unless_stored(staff_client, monke
 
 
 def test_a_connection_of_a_kind_without_a_connector_can_still_be_edited(staff_client):
-    connection = ToolConnectionFactory(kind="github", options={"org": "acme"})
+    connection = ToolConnectionFactory(kind="fogbugz", options={"org": "acme"})
     url = admin_url(ToolConnection, "change", connection.pk)
 
     response = staff_client.get(url)
-    assert "github (no connector installed)" in html(response)
+    assert "fogbugz (no connector installed)" in html(response)
     assert staff_client.post(url, submitted(response, name="Old GitHub")).status_code == 302
 
     connection.refresh_from_db()

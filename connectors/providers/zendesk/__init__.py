@@ -1,0 +1,3 @@
+from connectors.providers.zendesk.provider import ZendeskConnector
+
+__all__ = ["ZendeskConnector"]
