@@ -9,8 +9,8 @@ from collections.abc import Callable
 from connectors.fakes.github import FakeGitHub
 from connectors.fakes.jenkins import FakeJenkins
 from connectors.fakes.jira import FakeJira
-from connectors.fakes.zendesk import FakeZendesk
 from connectors.fakes.wsgi import FakeApp
+from connectors.fakes.zendesk import FakeZendesk
 
 FAKE_TOOLS: dict[str, Callable[[], FakeApp]] = {
     "/jira": FakeJira,
