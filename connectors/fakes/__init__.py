@@ -7,6 +7,7 @@ tool's fake joins by adding one entry.
 from collections.abc import Callable
 
 from connectors.fakes.github import FakeGitHub
+from connectors.fakes.gitlab import FakeGitLab
 from connectors.fakes.jenkins import FakeJenkins
 from connectors.fakes.jira import FakeJira
 from connectors.fakes.wsgi import FakeApp
@@ -17,4 +18,5 @@ FAKE_TOOLS: dict[str, Callable[[], FakeApp]] = {
     "/github": FakeGitHub,
     "/jenkins": FakeJenkins,
     "/zendesk": FakeZendesk,
+    "/gitlab": FakeGitLab,
 }

@@ -1,0 +1,3 @@
+from connectors.providers.gitlab.provider import GitLabConnector
+
+__all__ = ["GitLabConnector"]
