@@ -10,6 +10,7 @@ from connectors.fakes.github import FakeGitHub
 from connectors.fakes.gitlab import FakeGitLab
 from connectors.fakes.jenkins import FakeJenkins
 from connectors.fakes.jira import FakeJira
+from connectors.fakes.salesforce import FakeSalesforce
 from connectors.fakes.wsgi import FakeApp
 from connectors.fakes.zendesk import FakeZendesk
 
@@ -19,4 +20,5 @@ FAKE_TOOLS: dict[str, Callable[[], FakeApp]] = {
     "/jenkins": FakeJenkins,
     "/zendesk": FakeZendesk,
     "/gitlab": FakeGitLab,
+    "/salesforce": FakeSalesforce,
 }

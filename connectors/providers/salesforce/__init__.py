@@ -1,0 +1,3 @@
+from connectors.providers.salesforce.provider import SalesforceConnector
+
+__all__ = ["SalesforceConnector"]
