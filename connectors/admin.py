@@ -12,6 +12,7 @@ The classes arrange fields and call services; validation lives in connectors/adm
 
 from functools import partial
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import unquote
@@ -50,6 +51,7 @@ from connectors.admin_forms import (
     unmapped_status_of,
 )
 from connectors.base import RegistryError, registered_connectors
+from connectors.csv_import import COLUMN_HELP, CSV_KIND, EXAMPLE, MAX_BYTES, CsvImportError, csv_import
 from connectors.exceptions import ConnectorError
 from connectors.models import (
     FieldMapping,
@@ -69,6 +71,7 @@ PREVIEW_SIZE = 20
 RECENT_RUNS = 20
 MESSAGE_PREVIEW_CHARS = 120
 TOOL_ERRORS = (ConnectorError, RegistryError)
+CSV_ERRORS_SHOWN = 1000
 
 
 def enqueue_on_commit(task, *args) -> None:
@@ -264,6 +267,15 @@ class ToolConnectionAdmin(ObjectActionsMixin, HoldsArtifactsAdmin):
 # --- Scopes ------------------------------------------------------------------------------------------
 
 
+class CsvImportForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        help_text=f"UTF-8, comma- or semicolon-separated, at most {MAX_BYTES // 1024 // 1024} MB. One row "
+        "per status change, with the columns below (key, type and at required), e.g. "
+        f"“{EXAMPLE.splitlines()[0]}” then “{EXAMPLE.splitlines()[2]}”.",
+    )
+
+
 class NewestRunsFormSet(BaseInlineFormSet):
     def get_queryset(self):
         if not hasattr(self, "_newest_runs"):
@@ -339,8 +351,10 @@ class ScopeAdmin(ObjectActionsMixin, admin.ModelAdmin):
 
     def get_urls(self):
         preview = self.admin_site.admin_view(self.preview_mapping_view)
+        import_csv = self.admin_site.admin_view(self.import_csv_view)
         return [
             path("<path:object_id>/preview-mapping/", preview, name="connectors_scope_preview_mapping"),
+            path("<path:object_id>/import-csv/", import_csv, name="connectors_scope_import_csv"),
             self.object_action_url("sync-now", "sync_now", "connectors_scope_sync_now"),
             *super().get_urls(),
         ]
@@ -351,6 +365,11 @@ class ScopeAdmin(ObjectActionsMixin, admin.ModelAdmin):
         if connector is not None and connector.query_help and "query" in form.base_fields:
             form.base_fields["query"].help_text = f"{connector.name}: {connector.query_help}"
         return form
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.connection.kind == CSV_KIND:
+            context["csv_import_url"] = reverse("admin:connectors_scope_import_csv", args=[obj.pk])
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_model(self, request, obj, form, change):
         save_changed_columns(obj, form.changed_data, change)
@@ -440,6 +459,48 @@ class ScopeAdmin(ObjectActionsMixin, admin.ModelAdmin):
             "type_mappings_url": changelist_url(TypeMapping, connection__id__exact=scope.connection_id),
         }
         return TemplateResponse(request, "admin/connectors/scope/preview_mapping.html", context)
+
+    def import_csv_view(self, request, object_id):
+        """A CSV connection's items arrive as files: upload one, and see what was imported and refused."""
+        scope = self.get_object(request, unquote(object_id))
+        if scope is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_change_permission(request, scope):
+            raise PermissionDenied
+        if scope.connection.kind != CSV_KIND:
+            self.message_user(
+                request,
+                f"“{scope}” reads from {scope.connection}, a {scope.connection.kind} connection: only scopes "
+                "of CSV connections take file imports.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(change_url(scope))
+        report = None
+        form = CsvImportForm(request.POST, request.FILES) if request.method == "POST" else CsvImportForm()
+        if form.is_bound and form.is_valid():
+            try:
+                report = csv_import(scope, form.cleaned_data["file"])
+            except CsvImportError as error:
+                form.add_error("file", str(error))
+            else:
+                form = CsvImportForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Import CSV into {scope}",
+            "subtitle": None,
+            "scope": scope,
+            "form": form,
+            "report": report,
+            "shown_errors": report.errors[:CSV_ERRORS_SHOWN] if report else [],
+            "errors_shown": CSV_ERRORS_SHOWN,
+            "run_url": reverse("admin:connectors_syncrun_change", args=[report.run_id]) if report else "",
+            "sync_errors_url": changelist_url(SyncError, connection__id__exact=scope.connection_id),
+            "type_mappings_url": changelist_url(TypeMapping, connection__id__exact=scope.connection_id),
+            "columns": COLUMN_HELP,
+            "example": EXAMPLE,
+        }
+        return TemplateResponse(request, "admin/connectors/scope/import_csv.html", context)
 
 
 # --- Mappings ----------------------------------------------------------------------------------------

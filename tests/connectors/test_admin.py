@@ -570,7 +570,11 @@ def test_a_connection_of_a_kind_without_a_connector_can_still_be_edited(staff_cl
     assert staff_client.post(url, submitted(response, name="Old FogBugz")).status_code == 302
 
     connection.refresh_from_db()
-    assert (connection.kind, connection.name, connection.options) == ("fogbugz", "Old FogBugz", {"org": "acme"})
+    assert (connection.kind, connection.name, connection.options) == (
+        "fogbugz",
+        "Old FogBugz",
+        {"org": "acme"},
+    )
 
 
 def test_changelist_shows_health_and_counts_only_open_errors(staff_client):

@@ -192,7 +192,10 @@ def test_relinking_and_resyncing_create_no_duplicates():
 def test_a_typoed_key_makes_no_link_and_stays_visible_as_pending():
     toolchain = Toolchain()
     toolchain.sync("jira")
-    toolchain.sync("github", [item(SHA, "Commit", {"commit": {"message": "CHK-1020 reorder button (a typo of the key)"}})])
+    toolchain.sync(
+        "github",
+        [item(SHA, "Commit", {"commit": {"message": "CHK-1020 reorder button (a typo of the key)"}})],
+    )
     assert links() == {("CHK-102", "CHK-101", LinkKind.CHILD_OF)}
     pending = PendingLink.objects.get()
     assert (pending.source.key, pending.target_key, pending.kind, pending.reverse) == (

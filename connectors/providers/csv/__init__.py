@@ -1,0 +1,3 @@
+from connectors.providers.csv.provider import CsvConnector
+
+__all__ = ["CsvConnector"]
