@@ -11,6 +11,7 @@ from connectors.fakes.gitlab import FakeGitLab
 from connectors.fakes.jenkins import FakeJenkins
 from connectors.fakes.jira import FakeJira
 from connectors.fakes.salesforce import FakeSalesforce
+from connectors.fakes.targetprocess import FakeTargetprocess
 from connectors.fakes.wsgi import FakeApp
 from connectors.fakes.zendesk import FakeZendesk
 
@@ -21,4 +22,5 @@ FAKE_TOOLS: dict[str, Callable[[], FakeApp]] = {
     "/zendesk": FakeZendesk,
     "/gitlab": FakeGitLab,
     "/salesforce": FakeSalesforce,
+    "/targetprocess": FakeTargetprocess,
 }

@@ -1,0 +1,3 @@
+from connectors.providers.targetprocess.provider import TargetprocessConnector
+
+__all__ = ["TargetprocessConnector"]
