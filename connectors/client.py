@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -56,6 +57,7 @@ _TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemotePro
 # Failures before the request left this process: safe to repeat even a POST.
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _SECRET_HEADERS = ("authorization", "proxy-authorization", "private-token", "x-api-key", "cookie")
+_SECRET_QUERY_PARAMETERS = ("access_token", "token", "private_token", "api_key")
 _MESSAGE_LIMIT = 300
 # Reset headers below this are a number of seconds to wait (Zendesk), above it an epoch (GitHub, GitLab).
 _EPOCH_THRESHOLD = 1_000_000_000
@@ -538,8 +540,10 @@ def _messages_in(body: Any) -> list[str]:
     error = body.get("error")  # Zendesk: "RecordInvalid" + description, or {"title", "message"}
     if isinstance(error, dict):
         found.append(_joined(error.get("title"), error.get("message")))
-    elif error:
-        found.append(_joined(error, body.get("description")))
+    elif error:  # also OAuth (Salesforce): "invalid_client" + error_description
+        found.append(_joined(error, body.get("description") or body.get("error_description")))
+    if isinstance(body.get("Message"), str):  # Targetprocess: {"Status": "BadRequest", "Message": ...}
+        found.append(body["Message"])
     return [text for text in found if text]
 
 
@@ -570,5 +574,10 @@ def _secrets_of(request: httpx.Request) -> list[str]:
             except (binascii.Error, UnicodeDecodeError):
                 continue
             secrets += [user_and_password, user_and_password.partition(":")[2]]
+    # Tokens some tools take in the query string (Targetprocess access_token), raw and URL-encoded.
+    for name in _SECRET_QUERY_PARAMETERS:
+        value = request.url.params.get(name)
+        if value:
+            secrets += [value, quote(value, safe="")]
     # Longest first, so a token inside a longer secret does not leave the rest behind.
     return sorted((secret for secret in secrets if len(secret) >= 6), key=len, reverse=True)

@@ -838,3 +838,28 @@ def test_context_manager_closes_the_client():
 
     with pytest.raises(RuntimeError, match="closed"):
         client.get_json("x")
+
+
+def test_a_query_string_token_echoed_by_the_tool_is_scrubbed_from_errors():
+    token = "tp-SECRET-token/42"
+
+    def echo(request):
+        return httpx.Response(400, json={"Status": "BadRequest", "Message": f"bad request {request.url}"})
+
+    client = HttpClient("https://tp.example.test/", transport=httpx.MockTransport(echo))
+    with pytest.raises(BadRequest) as raised:
+        client.get_json("api/v1/UserStories", params={"access_token": token})
+    message = str(raised.value)
+    assert "bad request" in message  # Targetprocess's Message is read
+    assert token not in message and "tp-SECRET-token%2F42" not in message
+
+
+def test_an_oauth_error_description_is_part_of_the_message():
+    def refuse(request):
+        return httpx.Response(
+            400, json={"error": "invalid_client", "error_description": "client secret is wrong"}
+        )
+
+    client = HttpClient("https://login.example.test/", transport=httpx.MockTransport(refuse))
+    with pytest.raises(BadRequest, match=r"invalid_client.*client secret is wrong"):
+        client.post_json("services/oauth2/token", {})
