@@ -391,6 +391,58 @@ class SyncErrorFactory(factory.django.DjangoModelFactory):
     last_seen_at = BASE_TIME
 
 
+# --- metrics ------------------------------------------------------------------------------------------
+
+TOOL_STATUS_OF_STATE = {
+    FlowState.NEW: "To Do",
+    FlowState.WAITING: "Blocked",
+    FlowState.ACTIVE: "In Progress",
+    FlowState.DONE: "Done",
+    FlowState.CANCELED: "Won't Do",
+    FlowState.UNKNOWN: "Triage",
+}
+
+
+def flow_item(product, *moves, created_at=BASE_TIME, flow_type="feature", first_from=FlowState.NEW, **kwargs):
+    """An artifact and its ledger: `moves` are (at, to_state), each from the previous move's state.
+
+    Its flow state (and tool status) is the last move's; `flow_type=None` makes a supporting artifact.
+    """
+    state = first_from
+    transitions = []
+    for at, to_state in moves:
+        transitions.append((at, state, to_state))
+        state = to_state
+    kwargs.setdefault("flow_state", state)
+    kwargs.setdefault("tool_status", TOOL_STATUS_OF_STATE[kwargs["flow_state"]])
+    artifact = ArtifactFactory(
+        product=product,
+        created_at=created_at,
+        flow_item_type=flow_item_type(flow_type) if flow_type else None,
+        **kwargs,
+    )
+    StateTransition.objects.bulk_create(
+        StateTransition(
+            artifact=artifact,
+            at=at,
+            from_status=TOOL_STATUS_OF_STATE[from_state],
+            to_status=TOOL_STATUS_OF_STATE[to_state],
+            from_state=from_state,
+            to_state=to_state,
+        )
+        for at, from_state, to_state in transitions
+    )
+    return artifact
+
+
+class ProductTargetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "metrics.ProductTarget"
+
+    product = factory.SubFactory(ProductFactory)
+    allocation = factory.LazyFunction(lambda: {"feature": 0.6, "defect": 0.3, "risk": 0.05, "debt": 0.05})
+
+
 class LinkRuleFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = "connectors.LinkRule"

@@ -15,5 +15,6 @@ router.register("connections", ToolConnectionViewSet, basename="toolconnection")
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("metrics/", include("metrics.api_urls")),
     path("", include(router.urls)),
 ]
