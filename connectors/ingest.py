@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import transaction
 from django.db.models import F, Q
@@ -36,6 +37,7 @@ from connectors.models import (
     ToolConnection,
 )
 from connectors.selectors import connector_instance, load_mapping_set
+from metrics.tasks import rollups_refresh_task
 from vsm.choices import LinkOrigin
 from vsm.db import bulk_insert, bulk_upsert
 from vsm.models import Artifact, ArtifactLink, StateTransition
@@ -231,6 +233,15 @@ def connection_record_health(connection: ToolConnection, *, error: str) -> None:
         ToolConnection.objects.filter(pk=connection.pk).update(last_success_at=now)
 
 
+def refresh_rollups_on_commit(artifact_ids: list[int]) -> None:
+    """Metrics follow every change: the rollups of these artifacts refresh once the page commits.
+
+    `robust`: a broker that is down must not fail the sync; the next refresh or rebuild catches up.
+    """
+    if artifact_ids:
+        transaction.on_commit(partial(rollups_refresh_task.delay, artifact_ids), robust=True)
+
+
 def scope_spec_for(scope: Scope, mappings: MappingSet) -> ScopeSpec:
     return ScopeSpec(query=scope.query, fields=mappings.tool_fields(), page_size=scope.page_size)
 
@@ -242,9 +253,12 @@ def mark_missing_as_deleted(scope: Scope, present_ids: Iterable[str]) -> int:
     missing = known - present
     now = timezone.now()
     with transaction.atomic():
-        marked = Artifact.objects.filter(
+        gone = Artifact.objects.filter(
             connection_id=scope.connection_id, external_id__in=missing, deleted_at__isnull=True
-        ).update(deleted_at=now)
+        )
+        gone_ids = list(gone.values_list("pk", flat=True))
+        marked = gone.update(deleted_at=now)
+        refresh_rollups_on_commit(gone_ids)
         Scope.objects.filter(pk=scope.pk).update(last_full_scan_at=now)
     return marked
 
@@ -304,6 +318,7 @@ class PageStore:
         counts["updated"] += sum(1 for _, n in changed if n is None)
 
         ids = self.artifact_ids([item.native_id for item, _ in changed])
+        refresh_rollups_on_commit(list(ids.values()))
         self.replace_transitions({ids[n.external_id]: n for _, n in normalised})
         self.replace_tool_links({ids[n.external_id]: n for _, n in normalised}, now)
         self.resolve_pending_links([n.key for _, n in normalised])

@@ -120,7 +120,7 @@ def product_get_visible(user, id_or_slug: str) -> Product:
 
 def partner_scope_artifacts(partner: Partner, product_ids):
     """The artifacts a user of this partner sees in these products (the one definition: vsm.querysets)."""
-    scope = Artifact.objects.all()._partner_scope(partner.pk, product_ids)
+    scope = Artifact.objects.all().partner_scope(partner.pk, product_ids)
     return Artifact.objects.filter(product_id__in=product_ids).filter(scope)
 
 

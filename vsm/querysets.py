@@ -60,9 +60,9 @@ class ArtifactQuerySet(models.QuerySet):
         in_products = self.filter(product_id__in=reach.product_ids)
         if not reach.is_partner:
             return in_products
-        return in_products.filter(self._partner_scope(reach.partner_id, reach.product_ids))
+        return in_products.filter(self.partner_scope(reach.partner_id, reach.product_ids))
 
-    def _partner_scope(self, partner_id: int, product_ids) -> Q:
+    def partner_scope(self, partner_id: int, product_ids) -> Q:
         """The partner's own artifacts (its connections or teams) and those directly linked to them."""
         link_model = self.model._meta.get_field("outgoing_links").related_model
         own = self.model.objects.filter(product_id__in=product_ids).filter(

@@ -381,3 +381,18 @@ def test_incoming_links_are_added_in_either_order_and_never_removed_by_the_other
     assert PendingLink.objects.count() == 0
     store.save_page(Page(items=[item("build-7", version=2), item("deploy-1", [deployed], version=2)]))
     assert ArtifactLink.objects.count() == 1
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_a_sync_refreshes_the_metrics_rollups_of_what_it_touched(
+    jira_world, django_capture_on_commit_callbacks
+):
+    from metrics.models import ItemFlowRollup
+
+    world = jira_world
+    keys = [story_with_history(world, f"Story {n}") for n in range(3)]
+    with django_capture_on_commit_callbacks(execute=True):
+        sync(world)
+    rollups = ItemFlowRollup.objects.filter(artifact__key__in=keys)
+    assert rollups.count() == 3
+    assert {rollup.flow_time for rollup in rollups} == {49 * 3600}
