@@ -7,7 +7,7 @@ TEST_WORKERS ?= auto
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test lint format clean bench-ingest bench-links
+.PHONY: install demo test lint format clean bench-ingest bench-links bench-metrics
 
 install: $(INSTALLED)
 
@@ -40,6 +40,9 @@ bench-ingest: install
 
 bench-links: install
 	$(BIN)/python -m tests.bench.links
+
+bench-metrics: install
+	$(BIN)/python -m tests.bench.metrics
 
 format: install
 	$(BIN)/ruff check --fix .
