@@ -20,11 +20,11 @@ DAYS = 3 * 365
 def ledger(rng: random.Random, created: datetime, now: datetime):
     """A plausible path with backward moves: New -> (Active/Waiting)* -> Done, about 10 changes."""
     at, state, steps = created, "new", []
-    for step in range(rng.randint(7, 12)):
+    for step in range(rng.randint(9, 12)):
         at += timedelta(hours=rng.expovariate(1 / 30))
         if at >= now:
             return steps, state
-        following = "done" if step >= 8 else rng.choice(("active", "active", "waiting", "new"))
+        following = "done" if step >= 9 else rng.choice(("active", "active", "waiting", "new"))
         if following == state:
             following = "active" if state != "active" else "waiting"
         steps.append((at, state, following))
