@@ -9,7 +9,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from itertools import islice
 from urllib.parse import urlencode
 
@@ -28,7 +28,13 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from metrics import selectors
-from metrics.calculators import Bucket
+from metrics.calculators import (
+    DORA_DEFAULT_FAILURE_WINDOW_DAYS,
+    DORA_DEFAULT_PRODUCTION_PATTERN,
+    DORA_MAX_PATTERN_LENGTH,
+    Bucket,
+    dora_production_pattern,
+)
 from metrics.models import ItemFlowRollup
 from metrics.selectors import MAX_WINDOW_YEARS, DayWindow, NoHistoryError
 from vsm.choices import FlowState
@@ -122,7 +128,15 @@ class ScopeQuerySerializer(serializers.Serializer):
         return self.context["request"].user
 
 
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+
+
 def _checked_window(first, last, first_name: str, last_name: str) -> DayWindow:
+    for name, day in ((first_name, first), (last_name, last)):
+        if not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise serializers.ValidationError(
+                {name: f"{name} {day} is outside {EARLIEST_DAY} to {LATEST_DAY}"}
+            )
     if last < first:
         raise serializers.ValidationError({last_name: f"{last_name} {last} is before {first_name} {first}"})
     window = DayWindow(first, last)
@@ -426,3 +440,235 @@ class ForecastViewSet(viewsets.ViewSet):
         except ValueError as error:
             raise serializers.ValidationError({"detail": str(error)}) from error
         return Response(forecast)
+
+
+# --- /api/metrics/dora/ --------------------------------------------------------------------------------
+
+DORA_FIRST_DAY = date(1000, 1, 1)
+DORA_LAST_DAY = date(9000, 12, 31)
+
+
+class DoraQuerySerializer(serializers.Serializer):
+    product = serializers.CharField(help_text="Product id or slug.")
+    window_start = serializers.DateField(
+        required=False, help_text=f"First local day (default: {DEFAULT_WINDOW_DAYS} days to window_end)."
+    )
+    window_end = serializers.DateField(required=False, help_text="Last local day, included (default: today).")
+    bucket = serializers.ChoiceField(
+        choices=[bucket.value for bucket in Bucket],
+        default=Bucket.WEEK.value,
+        error_messages={"invalid_choice": "unknown bucket {input!r}: use day, week, month or quarter"},
+    )
+    production = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,  # a regular expression: spaces are part of it
+        max_length=DORA_MAX_PATTERN_LENGTH,
+        help_text=(
+            "Regular expression (Python, searched) that a deployment's environment matches when it is "
+            f"production; default {DORA_DEFAULT_PRODUCTION_PATTERN}."
+        ),
+    )
+    failure_window_days = serializers.IntegerField(
+        required=False,
+        default=DORA_DEFAULT_FAILURE_WINDOW_DAYS,
+        min_value=1,
+        max_value=selectors.DORA_MAX_FAILURE_WINDOW_DAYS,
+        help_text="How long after a deployment an incident or defect linked to it fails it.",
+        error_messages={
+            "min_value": "failure_window_days must be at least 1",
+            "max_value": f"failure_window_days must be at most {selectors.DORA_MAX_FAILURE_WINDOW_DAYS}",
+        },
+    )
+
+    def validate_product(self, value):
+        # Unknown and out-of-reach products alike: 404, as /flow/.
+        return selectors.product_get_visible(self.context["request"].user, value)
+
+    def validate_production(self, value):
+        try:
+            dora_production_pattern(value)
+        except ValueError as error:
+            raise serializers.ValidationError(str(error)) from error
+        return value or None
+
+    def validate(self, attrs):
+        last = attrs.get("window_end") or selectors.local_today(attrs["product"])
+        first = attrs.get("window_start") or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
+        # Far from date.min and date.max: the window's instants, buckets and failure window stay in range.
+        if first < DORA_FIRST_DAY:
+            raise serializers.ValidationError(
+                {"window_start": f"window_start must be on or after {DORA_FIRST_DAY}"}
+            )
+        if last > DORA_LAST_DAY:
+            raise serializers.ValidationError(
+                {"window_end": f"window_end must be on or before {DORA_LAST_DAY}"}
+            )
+        attrs["window"] = _checked_window(first, last, "window_start", "window_end")
+        return attrs
+
+
+class DoraMetricsViewSet(viewsets.ViewSet):
+    """DORA metrics of one product: deployment frequency, lead time for changes, change failure rate and
+    failed deployment recovery time, per bucket, with the artifacts behind every number."""
+
+    @extend_schema(parameters=[DoraQuerySerializer], responses=OpenApiTypes.OBJECT)
+    def list(self, request):
+        query = DoraQuerySerializer(data=request.query_params, context={"request": request})
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        try:
+            metrics = selectors.dora_metrics(
+                request.user,
+                params["product"],
+                params["window"],
+                params["bucket"],
+                production_pattern=params.get("production"),
+                failure_window_days=params["failure_window_days"],
+            )
+        except ValueError as error:
+            raise serializers.ValidationError({"detail": str(error)}) from error
+        return Response(metrics)
+
+
+# --- end of /api/metrics/dora/ -------------------------------------------------------------------------
+
+
+# --- /api/metrics/lead-time/ and /api/metrics/bottlenecks/ ------------------------------------------------
+
+LEAD_TIME_STATUSES = ("all", "delivered", "open")
+LEAD_TIME_CSV_FIELDS = [
+    "artifact",
+    "key",
+    "title",
+    "url",
+    "created_at",
+    "delivered",
+    "delivered_at",
+    "delivered_by",
+    "lead_time",
+    "age",
+    "furthest_segment",
+    "ideate",
+    "create",
+    "release",
+    "work_items",
+    "work_items_done",
+    "chain",
+    "cyclic",
+]
+
+
+class TraceWindowQuerySerializer(serializers.Serializer):
+    product = serializers.CharField(help_text="Product id or slug.")
+    window_start = serializers.DateField(
+        required=False, help_text=f"First local day (default: {DEFAULT_WINDOW_DAYS} days to window_end)."
+    )
+    window_end = serializers.DateField(required=False, help_text="Last local day, included (default: today).")
+
+    def validate_product(self, value):
+        # Unknown and out-of-reach products alike: 404, as /flow/.
+        return selectors.product_get_visible(self.context["request"].user, value)
+
+    def validate(self, attrs):
+        last = attrs.get("window_end") or selectors.local_today(attrs["product"])
+        first = attrs.get("window_start") or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
+        attrs["window"] = _checked_window(first, last, "window_start", "window_end")
+        return attrs
+
+
+class LeadTimeQuerySerializer(TraceWindowQuerySerializer):
+    status = serializers.ChoiceField(
+        choices=LEAD_TIME_STATUSES,
+        default="all",
+        help_text="all, delivered (inside the window) or open (not delivered yet).",
+        error_messages={"invalid_choice": "unknown status {input!r}: use all, delivered or open"},
+    )
+    ordering = serializers.ChoiceField(
+        choices=[*selectors.TRACE_ORDERINGS, *(f"-{name}" for name in selectors.TRACE_ORDERINGS)],
+        default="created_at",
+        help_text="created_at, delivered_at, lead_time or age; '-' first for descending. Empty values last.",
+        error_messages={
+            "invalid_choice": "unknown ordering {input!r}: use created_at, delivered_at, lead_time or age, "
+            "with '-' first for descending"
+        },
+    )
+    # Read by the paginator; declared here for the schema and a 400 on a value that is no page number.
+    page = serializers.IntegerField(required=False, min_value=1, help_text="Page number (JSON).")
+    page_size = serializers.IntegerField(
+        required=False, min_value=1, help_text="Rows per page (JSON; default 50, at most 500)."
+    )
+
+
+class BottleneckQuerySerializer(TraceWindowQuerySerializer):
+    max_items = serializers.IntegerField(
+        required=False,
+        default=selectors.BOTTLENECK_MAX_ITEMS,
+        min_value=0,
+        max_value=1000,
+        help_text="How many contributing items to list per state or status (the most time first).",
+        error_messages={
+            "min_value": "max_items must be at least 0",
+            "max_value": "max_items must be at most 1000",
+        },
+    )
+
+
+def _iso(value):
+    return value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else value
+
+
+def _lead_time_csv_row(row: dict) -> dict:
+    return {
+        **{name: _iso(value) for name, value in row.items() if name != "segments"},
+        **row["segments"],
+        "delivered_by": row["delivered_by"]["key"] if row["delivered_by"] else None,
+    }
+
+
+class LeadTimeViewSet(viewsets.GenericViewSet):
+    """End-to-end lead time of a product's customer requests, through the links across tools: created ->
+    the release or production deployment that delivered the last linked item, in phases (ideate, create,
+    release); open requests with their age and the furthest phase reached. `?format=csv` exports every
+    row. Partner users see the part of each chain inside their scope."""
+
+    filter_backends = []
+    renderer_classes = [*api_settings.DEFAULT_RENDERER_CLASSES, CSVRenderer]
+
+    @extend_schema(parameters=[LeadTimeQuerySerializer], responses=OpenApiTypes.OBJECT)
+    def list(self, request):
+        query = LeadTimeQuerySerializer(data=request.query_params, context={"request": request})
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        result = selectors.request_lead_times(
+            request.user,
+            params["product"],
+            params["window"],
+            status=params["status"],
+            ordering=params["ordering"],
+        )
+        rows = result.pop("requests")
+        if request.accepted_renderer.format == CSVRenderer.format:
+            table = CsvTable(LEAD_TIME_CSV_FIELDS, (_lead_time_csv_row(row) for row in rows))
+            return Response(table, headers={"Content-Disposition": 'attachment; filename="lead-time.csv"'})
+        page = self.paginate_queryset(rows)
+        return Response({**result, **self.get_paginated_response(page).data})
+
+
+class BottleneckViewSet(viewsets.ViewSet):
+    """Where a product's flow items spend their time in flow over a window, by flow state and by tool
+    status, ranked by the total time spent there in the window, with the items behind each figure."""
+
+    @extend_schema(parameters=[BottleneckQuerySerializer], responses=OpenApiTypes.OBJECT)
+    def list(self, request):
+        query = BottleneckQuerySerializer(data=request.query_params, context={"request": request})
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        return Response(
+            selectors.bottlenecks(
+                request.user, params["product"], params["window"], max_items=params["max_items"]
+            )
+        )
+
+
+# --- end of /api/metrics/lead-time/ and /api/metrics/bottlenecks/ -----------------------------------------

@@ -71,6 +71,7 @@ Forecasts (Monte Carlo over daily throughput, seeded with random.Random(seed): r
 
 import math
 import random
+import re
 import statistics
 from bisect import bisect_left, bisect_right
 from collections import Counter
@@ -585,3 +586,853 @@ def _forecast_history(throughput: Sequence[int], trials: int) -> list[int]:
     if not any(history):
         raise ValueError("cannot forecast: no item was done in the throughput history (all days are zero)")
     return history
+
+
+# --- DORA (deployment frequency, lead time for changes, change failure rate, recovery time) -----------
+#
+# Rules (each one is tested in tests/metrics/test_dora.py). Keys are artifact ids as strings, like the
+# ledgers' keys; the selector turns them back into tool keys.
+#
+# Deployments
+# - A deployment's environment is fields["environment"]: a name (Jenkins) or an object with a "name"
+#   (GitLab); anything else is "". It is production when the pattern (default `(?i)prod`, configurable)
+#   is found in it (re.search).
+# - Its outcome is read from fields["result"] (Jenkins) and then fields["status"] (GitLab), in any case:
+#   SUCCESS/success/succeeded/passed -> succeeded; FAILURE/failed/error/UNSTABLE -> failed; any other
+#   word (running, ABORTED, canceled, NOT_BUILT...) -> unfinished. With neither field, a deployment in
+#   flow state Done succeeded and any other is unfinished. Unfinished deployments are left out of
+#   everything.
+# - A deployment happens at its done_at when it has one, else at its created_at (the selector's choice,
+#   given here as `at`). Ties are broken by key, so every ordering is total.
+#
+# What a deployment contains
+# - Every artifact from which it can be reached through built_in, released_in and deployed_in links:
+#   commit -built_in-> build/pipeline -deployed_in-> deployment, commit -released_in-> release
+#   -deployed_in-> deployment, and deployed_in chains (build -> staging deployment -> production).
+# - An artifact is shipped by the first (earliest) succeeded production deployment that contains it.
+#
+# Deployment frequency: succeeded production deployments in the window, per bucket (by `at`), per local
+#   day of the window and per 7 of those days.
+# Lead time for changes: for each commit whose first shipping deployment lies in the window, that
+#   deployment's `at` minus the commit's time (its created_at: the tool's commit date), never below 0
+#   (clock skew). Bucketed by the deployment. Median (p50), p85 and p95, interpolated as `percentile`.
+# Change failure rate: among the finished (succeeded or failed) production deployments in the window,
+#   the share that failed: the deployment itself failed, or an incident or defect is blamed on it.
+#   Blame: an incident or defect (not canceled: the selector leaves those out) created in
+#   [deployment at, at + failure window) and linked, in either direction and by any kind except
+#   fixes, committed_in and implements (those say a change was made to repair it, not that it caused
+#   it), to the production deployment itself or to an artifact that deployment shipped first (a commit,
+#   build, pipeline, release or staging deployment). Linked to several such deployments, it is blamed
+#   on the latest one, so an incident fails at most one deployment.
+# Failed deployment recovery time: one failure per failed production deployment and per blamed incident
+#   or defect, bucketed by when the failure began, counted when that is in the window:
+#   - a failed deployment: from its `at` to the next succeeded production deployment strictly after it
+#     (each failed deployment of a run of failures measures to the same recovery);
+#   - an incident or defect: from its created_at to its done_at (the final entry into Done; None while
+#     open or reopened), never below 0.
+#   Failures not recovered yet are listed with seconds None and left out of the statistics.
+
+DORA_DEFAULT_PRODUCTION_PATTERN = r"(?i)prod"
+DORA_DEFAULT_FAILURE_WINDOW_DAYS = 7
+DORA_MAX_PATTERN_LENGTH = 200
+DORA_MAX_ENVIRONMENT_LENGTH = 200  # a bound on what a user's pattern is run against
+DORA_SUCCEEDED = "succeeded"
+DORA_FAILED = "failed"
+DORA_UNFINISHED = "unfinished"
+DORA_SUCCESS_WORDS = frozenset({"success", "succeeded", "successful", "passed"})
+DORA_FAILURE_WORDS = frozenset({"failure", "failed", "error", "unstable"})
+DORA_PIPELINE_LINK_KINDS = frozenset({"built_in", "released_in", "deployed_in"})
+DORA_REPAIR_LINK_KINDS = frozenset({"fixes", "committed_in", "implements"})
+DORA_FAILED_DEPLOYMENT = "deployment"
+
+
+@dataclass(frozen=True, slots=True)
+class DoraDeployment:
+    key: str
+    at: datetime
+    environment: str
+    outcome: str  # DORA_SUCCEEDED, DORA_FAILED or DORA_UNFINISHED
+
+
+@dataclass(frozen=True, slots=True)
+class DoraIncident:
+    """An incident or a defect, and the artifacts it is linked to by a kind that may blame them."""
+
+    key: str
+    kind: str  # "incident" or "defect"
+    created_at: datetime
+    resolved_at: datetime | None
+    linked: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentFrequency:
+    total: int
+    days: int
+    per_day: float
+    per_week: float
+    by_bucket: dict[datetime, list[str]]  # bucket start -> deployment keys, in time order
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeLeadTime:
+    commit: str
+    deployment: str
+    committed_at: datetime
+    deployed_at: datetime
+    seconds: float
+    bucket: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LeadTimeForChanges:
+    stats: FlowTimeStats
+    by_bucket: dict[datetime, FlowTimeStats]
+    changes: list[ChangeLeadTime]  # by deployed_at, deployment, committed_at, commit
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentResult:
+    deployment: str
+    at: datetime
+    deployment_failed: bool
+    incidents: tuple[str, ...]  # blamed incidents and defects, by created_at
+    bucket: datetime
+
+    @property
+    def failed(self) -> bool:
+        return self.deployment_failed or bool(self.incidents)
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRateBucket:
+    deployments: int
+    failed: int
+    rate: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFailureRate:
+    deployments: int
+    failed: int
+    rate: float | None
+    by_bucket: dict[datetime, FailureRateBucket]
+    results: list[DeploymentResult]  # in time order
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    failure: str  # the failed deployment's key, or the incident's or defect's
+    kind: str  # DORA_FAILED_DEPLOYMENT, "incident" or "defect"
+    deployment: str  # the production deployment that failed
+    failed_at: datetime
+    recovered_at: datetime | None
+    recovered_by: str | None  # the next succeeded deployment's key, or the incident's own key
+    seconds: float | None
+    bucket: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryTime:
+    stats: FlowTimeStats  # over the recovered failures
+    unrecovered: int
+    by_bucket: dict[datetime, FlowTimeStats]
+    failures: list[Recovery]  # by failed_at, failure
+
+
+def dora_production_pattern(text: str | None = None) -> re.Pattern[str]:
+    """The compiled production pattern (the default when empty); ValueError saying what is wrong."""
+    if not text:
+        text = DORA_DEFAULT_PRODUCTION_PATTERN
+    if len(text) > DORA_MAX_PATTERN_LENGTH:
+        raise ValueError(f"the production pattern is longer than {DORA_MAX_PATTERN_LENGTH} characters")
+    try:
+        return re.compile(text)
+    except re.error as error:
+        message = f"the production pattern {text!r} is not a valid regular expression: {error}"
+        raise ValueError(message) from None
+
+
+def deployment_environment(value: object) -> str:
+    """fields["environment"]: a name, or an object with a name; "" for anything else."""
+    if isinstance(value, Mapping):
+        value = value.get("name")
+    return value.strip()[:DORA_MAX_ENVIRONMENT_LENGTH] if isinstance(value, str) else ""
+
+
+def deployment_outcome(result: object, status: object, flow_state: str) -> str:
+    """Succeeded, failed or unfinished, from fields["result"], then fields["status"], then the state."""
+    for value in (result, status):
+        word = value.strip().lower() if isinstance(value, str) else ""
+        if word in DORA_SUCCESS_WORDS:
+            return DORA_SUCCEEDED
+        if word in DORA_FAILURE_WORDS:
+            return DORA_FAILED
+        if word:
+            return DORA_UNFINISHED
+    return DORA_SUCCEEDED if flow_state == DONE else DORA_UNFINISHED
+
+
+def production_deployments(
+    deployments: Iterable[DoraDeployment], pattern: re.Pattern[str]
+) -> list[DoraDeployment]:
+    """The finished deployments to an environment the pattern is found in, by (at, key)."""
+    return sorted(
+        (d for d in deployments if d.outcome != DORA_UNFINISHED and pattern.search(d.environment)),
+        key=lambda d: (d.at, d.key),
+    )
+
+
+def first_shipped_in(
+    production: Sequence[DoraDeployment], links: Iterable[tuple[str, str, str]]
+) -> dict[str, DoraDeployment]:
+    """Every artifact a succeeded production deployment contains -> the first such deployment.
+
+    `links` are (source, target, kind); only the pipeline kinds are followed, from target to source.
+    Deployments are visited in time order and a walk stops at what an earlier one already shipped:
+    whatever lies upstream of it was shipped then too. Linear in links and deployments.
+    """
+    upstream: dict[str, list[str]] = {}
+    for source, target, kind in links:
+        if kind in DORA_PIPELINE_LINK_KINDS:
+            upstream.setdefault(target, []).append(source)
+    shipped: dict[str, DoraDeployment] = {}
+    for deployment in sorted(production, key=lambda d: (d.at, d.key)):
+        if deployment.outcome != DORA_SUCCEEDED or deployment.key in shipped:
+            continue
+        shipped[deployment.key] = deployment
+        stack = [deployment.key]
+        while stack:
+            for source in upstream.get(stack.pop(), ()):
+                if source not in shipped:
+                    shipped[source] = deployment
+                    stack.append(source)
+    return shipped
+
+
+def _bucket_index(edges: list[datetime], at: datetime) -> int:
+    return bisect_right(edges, at) - 1
+
+
+def deployment_frequency(
+    production: Iterable[DoraDeployment], window: Window, bucket: Bucket | str, tz: tzinfo | str
+) -> DeploymentFrequency:
+    """Succeeded production deployments in the window, per bucket, per local day and per week."""
+    zone = _zone(tz)
+    starts, edges = _buckets(window, Bucket(bucket), zone)
+    keys: list[list[str]] = [[] for _ in starts]
+    for deployment in sorted(production, key=lambda d: (d.at, d.key)):
+        if deployment.outcome == DORA_SUCCEEDED and deployment.at in window:
+            keys[_bucket_index(edges, deployment.at)].append(deployment.key)
+    total = sum(len(bucket_keys) for bucket_keys in keys)
+    days = len(_buckets(window, Bucket.DAY, zone)[0])
+    return DeploymentFrequency(
+        total=total,
+        days=days,
+        per_day=total / days,
+        per_week=total * 7 / days,
+        by_bucket=dict(zip(starts, keys, strict=True)),
+    )
+
+
+def lead_time_for_changes(
+    commits: Mapping[str, datetime],
+    shipped: Mapping[str, DoraDeployment],
+    window: Window,
+    bucket: Bucket | str,
+    tz: tzinfo | str,
+) -> LeadTimeForChanges:
+    """Commit time -> the first succeeded production deployment containing it, for those in the window."""
+    starts, edges = _buckets(window, Bucket(bucket), _zone(tz))
+    changes = []
+    for commit, committed_at in commits.items():
+        deployment = shipped.get(commit)
+        if deployment is None or deployment.at not in window:
+            continue
+        changes.append(
+            ChangeLeadTime(
+                commit=commit,
+                deployment=deployment.key,
+                committed_at=committed_at,
+                deployed_at=deployment.at,
+                seconds=max((deployment.at - committed_at).total_seconds(), 0.0),
+                bucket=starts[_bucket_index(edges, deployment.at)],
+            )
+        )
+    changes.sort(key=lambda c: (c.deployed_at, c.deployment, c.committed_at, c.commit))
+    return LeadTimeForChanges(
+        stats=duration_stats((c.commit, c.seconds) for c in changes),
+        by_bucket={
+            start: duration_stats((c.commit, c.seconds) for c in changes if c.bucket == start)
+            for start in starts
+        },
+        changes=changes,
+    )
+
+
+def blame_incidents(
+    incidents: Iterable[DoraIncident],
+    production: Sequence[DoraDeployment],
+    shipped: Mapping[str, DoraDeployment],
+    failure_window: timedelta,
+) -> list[tuple[DoraIncident, DoraDeployment]]:
+    """Each incident or defect that a production deployment is blamed for, with it; by created_at."""
+    if failure_window <= timedelta():
+        raise ValueError(f"the failure window must be positive, got {failure_window}")
+    by_key = {deployment.key: deployment for deployment in production}
+    blamed = []
+    for incident in incidents:
+        candidates = []
+        for key in incident.linked:
+            deployment = by_key.get(key) or shipped.get(key)
+            if deployment is None:
+                continue
+            if deployment.at <= incident.created_at < deployment.at + failure_window:
+                candidates.append(deployment)
+        if candidates:
+            blamed.append((incident, max(candidates, key=lambda d: (d.at, d.key))))
+    blamed.sort(key=lambda pair: (pair[0].created_at, pair[0].key))
+    return blamed
+
+
+def change_failure_rate(
+    production: Iterable[DoraDeployment],
+    blamed: Iterable[tuple[DoraIncident, DoraDeployment]],
+    window: Window,
+    bucket: Bucket | str,
+    tz: tzinfo | str,
+) -> ChangeFailureRate:
+    """The share of the finished production deployments in the window that failed or were blamed."""
+    starts, edges = _buckets(window, Bucket(bucket), _zone(tz))
+    incidents_of: dict[str, list[str]] = {}
+    for incident, deployment in blamed:
+        incidents_of.setdefault(deployment.key, []).append(incident.key)
+    results = []
+    counts = [[0, 0] for _ in starts]
+    for deployment in sorted(production, key=lambda d: (d.at, d.key)):
+        if deployment.outcome == DORA_UNFINISHED or deployment.at not in window:
+            continue
+        index = _bucket_index(edges, deployment.at)
+        result = DeploymentResult(
+            deployment=deployment.key,
+            at=deployment.at,
+            deployment_failed=deployment.outcome == DORA_FAILED,
+            incidents=tuple(incidents_of.get(deployment.key, ())),
+            bucket=starts[index],
+        )
+        results.append(result)
+        counts[index][0] += 1
+        counts[index][1] += result.failed
+    failed = sum(result.failed for result in results)
+    return ChangeFailureRate(
+        deployments=len(results),
+        failed=failed,
+        rate=_ratio(failed, len(results)),
+        by_bucket={
+            start: FailureRateBucket(total, bad, _ratio(bad, total))
+            for start, (total, bad) in zip(starts, counts, strict=True)
+        },
+        results=results,
+    )
+
+
+def failed_deployment_recovery_time(
+    production: Iterable[DoraDeployment],
+    blamed: Iterable[tuple[DoraIncident, DoraDeployment]],
+    window: Window,
+    bucket: Bucket | str,
+    tz: tzinfo | str,
+) -> RecoveryTime:
+    """Failure -> recovery for failed production deployments and blamed incidents begun in the window."""
+    starts, edges = _buckets(window, Bucket(bucket), _zone(tz))
+    ordered = sorted(production, key=lambda d: (d.at, d.key))
+    succeeded = [d for d in ordered if d.outcome == DORA_SUCCEEDED]
+    success_times = [d.at for d in succeeded]
+    failures = []
+    for deployment in ordered:
+        if deployment.outcome != DORA_FAILED or deployment.at not in window:
+            continue
+        index = bisect_right(success_times, deployment.at)
+        recovery = succeeded[index] if index < len(succeeded) else None
+        failures.append(
+            Recovery(
+                failure=deployment.key,
+                kind=DORA_FAILED_DEPLOYMENT,
+                deployment=deployment.key,
+                failed_at=deployment.at,
+                recovered_at=recovery.at if recovery else None,
+                recovered_by=recovery.key if recovery else None,
+                seconds=(recovery.at - deployment.at).total_seconds() if recovery else None,
+                bucket=starts[_bucket_index(edges, deployment.at)],
+            )
+        )
+    for incident, deployment in blamed:
+        if incident.created_at not in window:
+            continue
+        resolved_at = incident.resolved_at
+        failures.append(
+            Recovery(
+                failure=incident.key,
+                kind=incident.kind,
+                deployment=deployment.key,
+                failed_at=incident.created_at,
+                recovered_at=resolved_at,
+                recovered_by=incident.key if resolved_at else None,
+                seconds=(
+                    max((resolved_at - incident.created_at).total_seconds(), 0.0) if resolved_at else None
+                ),
+                bucket=starts[_bucket_index(edges, incident.created_at)],
+            )
+        )
+    failures.sort(key=lambda f: (f.failed_at, f.failure))
+    recovered = [f for f in failures if f.seconds is not None]
+    return RecoveryTime(
+        stats=duration_stats((f.failure, f.seconds) for f in recovered),
+        unrecovered=len(failures) - len(recovered),
+        by_bucket={
+            start: duration_stats((f.failure, f.seconds) for f in recovered if f.bucket == start)
+            for start in starts
+        },
+        failures=failures,
+    )
+
+
+# --- end of DORA ----------------------------------------------------------------------------------------
+
+
+# ======================================================================================================
+# End-to-end lead time across tools, and bottlenecks (request traces). Pure, like everything above.
+#
+# Downstream, per link kind (an edge is a plain tuple (source_id, target_id, kind)):
+# - derived_from, implements, child_of, fixes are followed from target to source: a feature derived from
+#   a request, an epic implementing a feature, a story child of an epic, a pull request fixing an issue
+#   are downstream of what they point at;
+# - committed_in, built_in, released_in, deployed_in are followed from source to target: a story is
+#   committed in a commit, built in a build, deployed in a deployment, released in a release;
+# - relates_to and synced_with have no direction and are not followed.
+# The walk keeps a visited set, so a cycle in the links ends it (and is reported, `Trace.cyclic`).
+#
+# A request's lead time (`request_lead_time`):
+# - work items are the reached artifacts of WORK_ITEM_MODELS that are not canceled (a canceled item
+#   neither blocks nor ends the delivery);
+# - a delivery is a reached release (at its `released_at`, else at its done_at when Done) or a
+#   succeeded production deployment, by the DORA rules above (`deployment_environment` matching the
+#   default production pattern, `deployment_outcome` succeeded), at its done_at, else its created_at;
+# - each work item's delivery is the EARLIEST delivery reachable downstream from it; the request's
+#   delivered_at is the LATEST of those over its work items (the release that delivered the last item),
+#   and with no work item reaching a delivery, the earliest delivery reachable from the request itself;
+# - a request is delivered when every work item is Done and delivered_at exists. Lead time is
+#   created_at -> delivered_at (never negative);
+# - phases cut that span at monotonic boundaries, so they sum to the lead time exactly:
+#   ideate = created -> the first work item's creation, create -> the last work item's done_at,
+#   release -> delivered_at (boundaries are clamped into [created, end]; with no work item, ideate runs
+#   to the first downstream artifact's creation and create is empty);
+# - a request not delivered has an age (created -> now) and a furthest segment: "ideate" with no work
+#   item, "create" while some work item is not Done, "release" once all are Done; its segments run to
+#   now, the furthest one open, and sum to the age.
+#
+# Bottlenecks (`bottlenecks`), over the window [start, min(end, now)) ("until"):
+# - places are flow states in BOTTLENECK_STATES (Active, Waiting, Unknown: work in flow) and tool statuses
+#   (per tool) held while the item was in one of those states;
+# - a visit is one stay (adjacent stays in one place merged, zero-length ones dropped) that overlaps the
+#   window; its time runs from its entry (even before the window) to its exit or to until;
+# - total = the time all items spent there inside the window; current = items there at until; peak = the
+#   most items there at one of the given samples (day ends), with the sample's label;
+# - places are ranked by total, then visits, then name; contributing items by their time in the window.
+# ======================================================================================================
+
+DOWNSTREAM_FROM_TARGET = frozenset({"derived_from", "implements", "child_of", "fixes"})
+DOWNSTREAM_FROM_SOURCE = frozenset({"committed_in", "built_in", "released_in", "deployed_in"})
+WORK_ITEM_MODELS = frozenset({"feature", "epic", "story", "task", "defect", "risk", "debt"})
+RELEASE_MODEL = "release"
+DEPLOYMENT_MODEL = "deployment"
+IDEATE, CREATE, RELEASE = "ideate", "create", "release"
+PHASES = (IDEATE, CREATE, RELEASE)
+BOTTLENECK_STATES = frozenset({ACTIVE, WAITING, UNKNOWN})
+NO_STATUS = "(no status)"
+
+LinkEdge = tuple[int, int, str]  # (source_id, target_id, kind)
+DownstreamGraph = Mapping[int, tuple[int, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    start: int
+    nodes: tuple[int, ...]  # reached downstream, in depth-first discovery order; the start left out
+    edges: dict[int, tuple[int, ...]]  # downstream adjacency of the start and every reached node
+    cyclic: bool  # some link led back to a node on the current path
+
+
+@dataclass(frozen=True, slots=True)
+class ChainNode:
+    id: int
+    key: str
+    model: str  # the artifact model's slug: request, feature, story, commit, deployment...
+    created_at: datetime
+    state: str
+    done_at: datetime | None  # the final entry into Done, when Done now (calculators.item_flow)
+    tool: str = ""
+    environment: object = None  # deployments: fields["environment"], a name or {"name": ...}
+    result: object = None  # deployments: fields["result"]
+    status: object = None  # deployments: fields["status"]
+    released_at: datetime | None = None  # releases
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLeadTime:
+    request: int
+    delivered: bool
+    delivered_at: datetime | None  # None until delivered
+    delivered_by: int | None  # the delivering release or deployment
+    lead_time: float | None
+    age: float | None
+    furthest_segment: str | None  # None once delivered
+    segments: dict[str, float]  # PHASES -> seconds; sums to lead_time (delivered) or age
+    work_items: int
+    work_items_done: int
+
+
+def downstream_graph(edges: Iterable[LinkEdge]) -> dict[int, tuple[int, ...]]:
+    """Each artifact's downstream neighbours (ascending ids), per the link kinds' directions."""
+    graph: dict[int, set[int]] = {}
+    for source, target, kind in edges:
+        if kind in DOWNSTREAM_FROM_TARGET:
+            graph.setdefault(target, set()).add(source)
+        elif kind in DOWNSTREAM_FROM_SOURCE:
+            graph.setdefault(source, set()).add(target)
+    return {node: tuple(sorted(children)) for node, children in graph.items()}
+
+
+def trace_downstream(start_id: int, edges: Iterable[LinkEdge] | DownstreamGraph) -> Trace:
+    """Everything downstream of start_id (iterative depth-first walk; a cycle ends it, never hangs).
+
+    `edges` is either link tuples or a prebuilt `downstream_graph` (build it once for many starts).
+    """
+    graph = edges if isinstance(edges, Mapping) else downstream_graph(edges)
+    on_path, finished = 1, 2
+    status = {start_id: on_path}
+    order: list[int] = []
+    adjacency = {start_id: tuple(graph.get(start_id, ()))}
+    cyclic = False
+    stack = [(start_id, iter(adjacency[start_id]))]
+    while stack:
+        node, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            status[node] = finished
+            stack.pop()
+            continue
+        seen = status.get(child)
+        if seen == on_path:
+            cyclic = True
+        if seen is not None:
+            continue
+        status[child] = on_path
+        order.append(child)
+        adjacency[child] = tuple(graph.get(child, ()))
+        stack.append((child, iter(adjacency[child])))
+    return Trace(start_id, tuple(order), adjacency, cyclic)
+
+
+def delivery_instant(node: ChainNode) -> datetime | None:
+    """When this artifact delivered to customers: a release, or a successful production deployment."""
+    if node.model == RELEASE_MODEL:
+        return node.released_at or node.done_at
+    if node.model == DEPLOYMENT_MODEL:
+        if not dora_production_pattern().search(deployment_environment(node.environment)):
+            return None
+        if deployment_outcome(node.result, node.status, node.state) != DORA_SUCCEEDED:
+            return None
+        return node.done_at or node.created_at
+    return None
+
+
+def earliest_deliveries(trace: Trace, nodes: Mapping[int, ChainNode]) -> dict[int, tuple[datetime, int]]:
+    """For each node of the trace that reaches a delivery: the earliest one, (instant, delivery id).
+
+    Deliveries are taken in time order, each marking the nodes upstream of it not marked yet: a node
+    already marked reaches an earlier delivery, and so do all of its upstream nodes. Linear, cycle-safe.
+    """
+    upstream: dict[int, list[int]] = {}
+    for node, children in trace.edges.items():
+        for child in children:
+            upstream.setdefault(child, []).append(node)
+    deliveries = sorted(
+        (at, node_id)
+        for node_id in (trace.start, *trace.nodes)
+        if node_id in nodes and (at := delivery_instant(nodes[node_id])) is not None
+    )
+    earliest: dict[int, tuple[datetime, int]] = {}
+    for at, delivery in deliveries:
+        if delivery in earliest:
+            continue
+        earliest[delivery] = (at, delivery)
+        stack = [delivery]
+        while stack:
+            for parent in upstream.get(stack.pop(), ()):
+                if parent not in earliest:
+                    earliest[parent] = (at, delivery)
+                    stack.append(parent)
+    return earliest
+
+
+def request_lead_time(
+    request: ChainNode, chain_nodes: Mapping[int, ChainNode], trace: Trace, *, now: datetime
+) -> RequestLeadTime:
+    """The request's end-to-end lead time (or age) and its phases; see the conventions above.
+
+    chain_nodes maps ids to nodes; reached ids missing from it (deleted, out of scope) are skipped.
+    """
+    reached = [chain_nodes[node_id] for node_id in trace.nodes if node_id in chain_nodes]
+    work = [node for node in reached if node.model in WORK_ITEM_MODELS and node.state != CANCELED]
+    done = [node for node in work if node.done_at is not None]
+    earliest = earliest_deliveries(trace, chain_nodes)
+    work_deliveries = [earliest[node.id] for node in work if node.id in earliest]
+    delivery = max(work_deliveries) if work_deliveries else earliest.get(request.id)
+    delivered = delivery is not None and len(done) == len(work)
+
+    created = request.created_at
+    end = max(delivery[0], created) if delivered else max(now, created)
+    if work:
+        first_work = min(node.created_at for node in work)
+    else:
+        first_work = min((node.created_at for node in reached), default=end)
+    ideate_end = min(max(first_work, created), end)
+    if not work:
+        create_end = ideate_end
+    elif len(done) == len(work):
+        create_end = min(max(max(node.done_at for node in done), ideate_end), end)
+    else:
+        create_end = end
+
+    if delivered:
+        furthest = None
+    elif not work:
+        furthest, ideate_end, create_end = IDEATE, end, end
+    else:
+        furthest = CREATE if len(done) < len(work) else RELEASE
+    segments = {
+        IDEATE: (ideate_end - created).total_seconds(),
+        CREATE: (create_end - ideate_end).total_seconds(),
+        RELEASE: (end - create_end).total_seconds(),
+    }
+    span = (end - created).total_seconds()
+    return RequestLeadTime(
+        request=request.id,
+        delivered=delivered,
+        delivered_at=delivery[0] if delivered else None,
+        delivered_by=delivery[1] if delivered else None,
+        lead_time=span if delivered else None,
+        age=None if delivered else span,
+        furthest_segment=furthest,
+        segments=segments,
+        work_items=len(work),
+        work_items_done=len(done),
+    )
+
+
+# Bottlenecks
+
+
+class StatusTransition(NamedTuple):
+    at: datetime
+    from_state: str | None
+    to_state: str
+    from_status: str
+    to_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusLedger:
+    key: str
+    tool: str
+    created_at: datetime
+    transitions: Sequence[StatusTransition]  # in time order
+    current_state: str
+    current_status: str
+
+    def item_ledger(self) -> ItemLedger:
+        return ItemLedger(
+            key=self.key,
+            flow_type=self.tool,
+            created_at=self.created_at,
+            transitions=[(t.at, t.from_state, t.to_state) for t in self.transitions],
+            current_state=self.current_state,
+        )
+
+
+class StatusInterval(NamedTuple):
+    status: str
+    state: str
+    start: datetime
+    end: datetime
+
+
+def status_intervals(ledger: StatusLedger, until: datetime) -> list[StatusInterval]:
+    """The item's tool statuses (with their flow state) as contiguous intervals, created_at -> until.
+
+    The conventions of `state_intervals`: the initial status is the first transition's from_status
+    (the current status without transitions), skew is clamped to created_at, zero-length stays are
+    dropped and adjacent stays in one (status, state) merged.
+    """
+    created_at = ledger.created_at
+    intervals: list[StatusInterval] = []
+    if until <= created_at:
+        return intervals
+    if ledger.transitions:
+        first = ledger.transitions[0]
+        place = (first.from_status or NO_STATUS, first.from_state or NEW)
+    else:
+        place = (ledger.current_status or NO_STATUS, ledger.current_state)
+    start = created_at
+    for transition in ledger.transitions:
+        to_place = (transition.to_status or NO_STATUS, transition.to_state)
+        if to_place == place:
+            continue
+        if transition.at >= until:
+            break
+        if transition.at > start:
+            _append_status_interval(intervals, place, start, transition.at)
+            start = transition.at
+        place = to_place
+    _append_status_interval(intervals, place, start, until)
+    return intervals
+
+
+def _append_status_interval(
+    intervals: list[StatusInterval], place: tuple[str, str], start: datetime, end: datetime
+) -> None:
+    if intervals and (intervals[-1].status, intervals[-1].state) == place:
+        start = intervals.pop().start
+    intervals.append(StatusInterval(place[0], place[1], start, end))
+
+
+@dataclass(frozen=True, slots=True)
+class Bottleneck:
+    state: str | None  # the flow state (states), None for tool statuses
+    tool: str | None  # the tool (statuses)
+    status: str | None  # the tool status (statuses)
+    current: int
+    peak: int
+    peak_at: object | None  # the label of the first sample holding the peak; None without samples
+    visits: int
+    mean: float | None  # per visit, seconds
+    p85: float | None
+    total: float  # seconds spent there inside the window, all items
+    items: list[tuple[str, float]]  # (key, seconds in the window), most first
+    item_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bottlenecks:
+    states: list[Bottleneck]
+    statuses: list[Bottleneck]
+
+
+class _Place:
+    __slots__ = ("by_item", "current", "sample_changes", "total", "visit_times")
+
+    def __init__(self, samples: int) -> None:
+        self.current = 0
+        self.sample_changes = [0] * (samples + 1)
+        self.total = 0.0
+        self.visit_times: list[float] = []
+        self.by_item: dict[str, float] = {}
+
+
+def bottlenecks(
+    ledgers: Iterable[StatusLedger],
+    window: Window,
+    samples: Mapping[object, datetime],
+    now: datetime,
+    *,
+    max_items: int | None = None,
+) -> Bottlenecks:
+    """Where work in flow spends its time in the window, by flow state and by tool status, ranked.
+
+    `samples` maps labels (local days) to the instants of their peak count (day ends), ascending; only
+    those inside the window are expected. `max_items` caps each place's contributing items.
+    """
+    until = min(window.end, now)
+    labels = list(samples)
+    instants = [samples[label] for label in labels]
+    states: dict[str, _Place] = {}
+    statuses: dict[tuple[str, str], _Place] = {}
+    for ledger in ledgers:
+        for state, start, end in state_intervals(ledger.item_ledger(), _END_OF_TIME):
+            if state in BOTTLENECK_STATES:
+                place = states.get(state) or states.setdefault(state, _Place(len(instants)))
+                _visit(place, ledger.key, start, end, window.start, until, instants)
+        for status, state, start, end in status_intervals(ledger, _END_OF_TIME):
+            if state in BOTTLENECK_STATES:
+                name = (ledger.tool, status)
+                place = statuses.get(name) or statuses.setdefault(name, _Place(len(instants)))
+                _visit(place, ledger.key, start, end, window.start, until, instants)
+    return Bottlenecks(
+        states=_ranked([_bottleneck(place, labels, max_items, state=name) for name, place in states.items()]),
+        statuses=_ranked(
+            [
+                _bottleneck(place, labels, max_items, tool=tool, status=status)
+                for (tool, status), place in statuses.items()
+            ]
+        ),
+    )
+
+
+def _visit(
+    place: _Place,
+    key: str,
+    start: datetime,
+    end: datetime,
+    window_start: datetime,
+    until: datetime,
+    instants: list[datetime],
+) -> None:
+    if start <= until < end:
+        place.current += 1
+    # A sample at `s` counts the stays with start <= s < end (a difference array, as in flow_load).
+    first, after = bisect_left(instants, start), bisect_left(instants, end)
+    if first < after:
+        place.sample_changes[first] += 1
+        place.sample_changes[after] -= 1
+    inside = (min(end, until) - max(start, window_start)).total_seconds()
+    if inside <= 0:
+        return
+    place.total += inside
+    place.visit_times.append((min(end, until) - start).total_seconds())
+    place.by_item[key] = place.by_item.get(key, 0.0) + inside
+
+
+def _bottleneck(place: _Place, labels: list, max_items: int | None, **name) -> Bottleneck:
+    counts, running = [], 0
+    for change in place.sample_changes[: len(labels)]:
+        running += change
+        counts.append(running)
+    peak = max(counts, default=0)
+    times = sorted(place.visit_times)
+    items = sorted(place.by_item.items(), key=lambda pair: (-pair[1], pair[0]))
+    return Bottleneck(
+        state=name.get("state"),
+        tool=name.get("tool"),
+        status=name.get("status"),
+        current=place.current,
+        peak=peak,
+        peak_at=labels[counts.index(peak)] if counts else None,
+        visits=len(times),
+        mean=statistics.fmean(times) if times else None,
+        p85=percentile(times, 85) if times else None,
+        total=place.total,
+        items=items[:max_items] if max_items is not None else items,
+        item_count=len(items),
+    )
+
+
+def _ranked(places: list[Bottleneck]) -> list[Bottleneck]:
+    kept = [place for place in places if place.total > 0 or place.current or place.peak]
+    return sorted(
+        kept,
+        key=lambda p: (-p.total, -p.visits, p.state or "", p.tool or "", p.status or ""),
+    )
+
+
+# --- end of end-to-end lead time and bottlenecks --------------------------------------------------------

@@ -16,6 +16,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
+from metrics import calculators
 from metrics.calculators import (
     ACTIVE,
     CANCELED,
@@ -40,7 +41,7 @@ from metrics.calculators import (
     total_by_type,
 )
 from metrics.models import DailyLoadRollup, ItemFlowRollup, ProductRollupState, ProductTarget
-from vsm.models import Artifact, FlowItemType, Partner, Product, StateTransition, Team
+from vsm.models import Artifact, ArtifactLink, FlowItemType, Partner, Product, StateTransition, Team
 from vsm.scoping import reach_of
 
 CHUNK_SIZE = 5000
@@ -579,3 +580,595 @@ def flow_forecast(
         result["days"] = days
         result["forecast"] = [{"confidence": level, "items": counts[level]} for level in CONFIDENCE_LEVELS]
     return result
+
+
+# --- DORA ----------------------------------------------------------------------------------------------
+# The rules are metrics.calculators' (its DORA block). Whatever the window, four queries, all through
+# visible_to(user), so a partner user's figures come from its scope only (artifacts it may see, links
+# whose two ends it may see):
+# 1. the product's deployments, with three keys of their fields (not the whole JSON);
+# 2. the product's built_in, released_in and deployed_in links, with the commits at their sources;
+# 3. the incidents and defects (not canceled) created from the window's start to its end plus the
+#    failure window (blamed on a deployment in the window, or failing inside it);
+# 4. the links of those incidents and defects, but for the repair kinds.
+# Every deployment and pipeline link of the product is read, whatever the window: "first deployment that
+# contains a commit" and "next succeeded deployment" look before and after it.
+
+DORA_DEPLOYMENT_MODEL = "deployment"
+DORA_COMMIT_MODEL = "commit"
+DORA_FAILURE_MODELS = ("incident", "defect")
+DORA_MAX_FAILURE_WINDOW_DAYS = 365
+
+
+def _dora_ref(key: str | None, labels: dict[int, str]) -> dict | None:
+    if key is None:
+        return None
+    return {"artifact": int(key), "key": labels[int(key)]}
+
+
+def _dora_stats(stats: FlowTimeStats) -> dict:
+    return {
+        "count": stats.count,
+        "mean": stats.mean,
+        "p50": stats.p50,
+        "p85": stats.p85,
+        "p95": stats.p95,
+        "max": stats.max,
+    }
+
+
+def dora_metrics(
+    user,
+    product: Product,
+    window: DayWindow,
+    bucket: Bucket | str,
+    production_pattern: str | None = None,
+    failure_window_days: int = calculators.DORA_DEFAULT_FAILURE_WINDOW_DAYS,
+) -> dict:
+    """The four DORA metrics of the product over a window of local days, as the user may see them.
+
+    Raises ValueError for a production pattern that does not compile and a failure window that is not
+    1 to DORA_MAX_FAILURE_WINDOW_DAYS days.
+    """
+    pattern = calculators.dora_production_pattern(production_pattern)
+    if not 0 < failure_window_days <= DORA_MAX_FAILURE_WINDOW_DAYS:
+        raise ValueError(
+            f"the failure window must be 1 to {DORA_MAX_FAILURE_WINDOW_DAYS} days, got {failure_window_days}"
+        )
+    zone = ZoneInfo(product.time_zone)
+    bucket = Bucket(bucket)
+    instants = window.instants(zone)
+    failure_window = timedelta(days=failure_window_days)
+    artifacts = Artifact.objects.visible_to(user).filter(product=product, deleted_at__isnull=True)
+    labels: dict[int, str] = {}
+
+    deployments, environments = [], {}
+    rows = artifacts.filter(artifact_model__slug=DORA_DEPLOYMENT_MODEL).values_list(
+        "id",
+        "key",
+        "created_at",
+        "done_at",
+        "flow_state",
+        "fields__environment",
+        "fields__result",
+        "fields__status",
+    )
+    for artifact_id, key, created_at, done_at, flow_state, environment, result, status in rows:
+        labels[artifact_id] = key
+        deployment = calculators.DoraDeployment(
+            key=str(artifact_id),
+            at=done_at or created_at,
+            environment=calculators.deployment_environment(environment),
+            outcome=calculators.deployment_outcome(result, status, flow_state),
+        )
+        environments[deployment.key] = deployment.environment
+        deployments.append(deployment)
+    production = calculators.production_deployments(deployments, pattern)
+
+    links = ArtifactLink.objects.visible_to(user).filter(
+        kind__in=sorted(calculators.DORA_PIPELINE_LINK_KINDS),
+        source__product=product,
+        source__deleted_at__isnull=True,
+        target__product=product,
+        target__deleted_at__isnull=True,
+    )
+    pipeline_links, commits = [], {}
+    for source, target, kind, model, key, created_at in links.values_list(
+        "source_id", "target_id", "kind", "source__artifact_model__slug", "source__key", "source__created_at"
+    ):
+        pipeline_links.append((str(source), str(target), kind))
+        if model == DORA_COMMIT_MODEL:
+            labels[source] = key
+            commits[str(source)] = created_at
+    shipped = calculators.first_shipped_in(production, pipeline_links)
+
+    failures = artifacts.filter(
+        artifact_model__slug__in=DORA_FAILURE_MODELS,
+        created_at__gte=instants.start,
+        created_at__lt=instants.end + failure_window,
+    ).exclude(flow_state=CANCELED)
+    failure_rows = list(failures.values_list("id", "key", "artifact_model__slug", "created_at", "done_at"))
+    linked: dict[int, set[str]] = defaultdict(set)
+    if failure_rows:
+        ids = failures.values("pk")
+        failure_links = (
+            ArtifactLink.objects.visible_to(user)
+            .filter(Q(source__in=ids) | Q(target__in=ids))
+            .exclude(kind__in=sorted(calculators.DORA_REPAIR_LINK_KINDS))
+            .values_list("source_id", "target_id")
+        )
+        for source, target in failure_links:
+            linked[source].add(str(target))
+            linked[target].add(str(source))
+    incidents = []
+    for artifact_id, key, model, created_at, done_at in failure_rows:
+        labels[artifact_id] = key
+        incidents.append(
+            calculators.DoraIncident(
+                key=str(artifact_id),
+                kind=model,
+                created_at=created_at,
+                resolved_at=done_at,
+                linked=frozenset(linked.get(artifact_id, ())),
+            )
+        )
+    blamed = calculators.blame_incidents(incidents, production, shipped, failure_window)
+
+    frequency = calculators.deployment_frequency(production, instants, bucket, zone)
+    lead_time = calculators.lead_time_for_changes(commits, shipped, instants, bucket, zone)
+    failure_rate = calculators.change_failure_rate(production, blamed, instants, bucket, zone)
+    recovery = calculators.failed_deployment_recovery_time(production, blamed, instants, bucket, zone)
+    at_of = {deployment.key: deployment.at for deployment in production}
+
+    def ref(key: str | None) -> dict | None:
+        return _dora_ref(key, labels)
+
+    def keys(artifact_keys) -> list[str]:
+        return [labels[int(key)] for key in artifact_keys]
+
+    return {
+        "product": {
+            "id": product.pk,
+            "slug": product.slug,
+            "name": product.name,
+            "time_zone": product.time_zone,
+        },
+        "window": {
+            "first_day": window.first_day,
+            "last_day": window.last_day,
+            "start": instants.start,
+            "end": instants.end,
+            "bucket": bucket.value,
+        },
+        "scope": {"partner_view": reach_of(user).is_partner},
+        "rules": {"production": pattern.pattern, "failure_window_days": failure_window_days},
+        "deployment_frequency": {
+            "total": frequency.total,
+            "days": frequency.days,
+            "per_day": frequency.per_day,
+            "per_week": frequency.per_week,
+            "buckets": [
+                {"start": start, "count": len(bucket_keys), "keys": keys(bucket_keys)}
+                for start, bucket_keys in frequency.by_bucket.items()
+            ],
+            "deployments": [
+                {**ref(key), "at": at_of[key], "environment": environments[key], "bucket": start}
+                for start, bucket_keys in frequency.by_bucket.items()
+                for key in bucket_keys
+            ],
+        },
+        "lead_time_for_changes": {
+            **_dora_stats(lead_time.stats),
+            "buckets": [
+                {
+                    "start": start,
+                    **_dora_stats(stats),
+                    "keys": keys(c.commit for c in lead_time.changes if c.bucket == start),
+                }
+                for start, stats in lead_time.by_bucket.items()
+            ],
+            "changes": [
+                {
+                    "commit": ref(change.commit),
+                    "deployment": ref(change.deployment),
+                    "committed_at": change.committed_at,
+                    "deployed_at": change.deployed_at,
+                    "seconds": change.seconds,
+                    "bucket": change.bucket,
+                }
+                for change in lead_time.changes
+            ],
+        },
+        "change_failure_rate": {
+            "deployments": failure_rate.deployments,
+            "failed": failure_rate.failed,
+            "rate": failure_rate.rate,
+            "buckets": [
+                {
+                    "start": start,
+                    "deployments": counts.deployments,
+                    "failed": counts.failed,
+                    "rate": counts.rate,
+                    "keys": keys(
+                        r.deployment for r in failure_rate.results if r.bucket == start and r.failed
+                    ),
+                }
+                for start, counts in failure_rate.by_bucket.items()
+            ],
+            "results": [
+                {
+                    **ref(result.deployment),
+                    "at": result.at,
+                    "failed": result.failed,
+                    "deployment_failed": result.deployment_failed,
+                    "incidents": [ref(key) for key in result.incidents],
+                    "bucket": result.bucket,
+                }
+                for result in failure_rate.results
+            ],
+        },
+        "failed_deployment_recovery_time": {
+            **_dora_stats(recovery.stats),
+            "unrecovered": recovery.unrecovered,
+            "buckets": [
+                {
+                    "start": start,
+                    **_dora_stats(stats),
+                    "keys": keys(f.failure for f in recovery.failures if f.bucket == start),
+                }
+                for start, stats in recovery.by_bucket.items()
+            ],
+            "failures": [
+                {
+                    **ref(failure.failure),
+                    "kind": failure.kind,
+                    "deployment": ref(failure.deployment),
+                    "failed_at": failure.failed_at,
+                    "recovered_at": failure.recovered_at,
+                    "recovered_by": ref(failure.recovered_by),
+                    "seconds": failure.seconds,
+                    "bucket": failure.bucket,
+                }
+                for failure in recovery.failures
+            ],
+        },
+    }
+
+
+# --- end of DORA ----------------------------------------------------------------------------------------
+
+
+# --- end-to-end lead time and bottlenecks ----------------------------------------------------------------
+# The rules are metrics.calculators' (its "End-to-end lead time across tools, and bottlenecks" block).
+# Every read goes through visible_to(user): a link is followed only when both of its ends are visible,
+# so a partner user sees the part of a chain inside its scope, and nothing reached only through a hidden
+# artifact. Queries, never one per row:
+# - lead time: 1 for the requests; per level of the walk, 1 per CHUNK_SIZE frontier ids for the
+#   downstream links (at most TRACE_MAX_LEVELS levels: the depth of the deepest chain, plus one);
+#   per CHUNK_SIZE reached artifacts, 2 (the artifacts with four keys of their fields, their transitions);
+# - bottlenecks: per CHUNK_SIZE candidate items, 2 (the items, their transitions).
+
+TRACE_REQUEST_MODELS = ("request",)
+TRACE_MAX_LEVELS = 32
+TRACE_ORDERINGS = ("created_at", "delivered_at", "lead_time", "age")
+BOTTLENECK_MAX_ITEMS = 50
+
+
+def _id_chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for offset in range(0, len(ids), CHUNK_SIZE):
+        yield ids[offset : offset + CHUNK_SIZE]
+
+
+def downstream_links(user, start_ids: Sequence[int]) -> list[tuple[int, int, str]]:
+    """The visible links downstream of these artifacts, as (source, target, kind), level by level."""
+    links = ArtifactLink.objects.visible_to(user).filter(
+        source__deleted_at__isnull=True, target__deleted_at__isnull=True
+    )
+    from_target = sorted(calculators.DOWNSTREAM_FROM_TARGET)
+    from_source = sorted(calculators.DOWNSTREAM_FROM_SOURCE)
+    seen = set(start_ids)
+    frontier = sorted(seen)
+    edges: set[tuple[int, int, str]] = set()
+    for _ in range(TRACE_MAX_LEVELS):
+        if not frontier:
+            break
+        reached: set[int] = set()
+        for chunk in _id_chunks(frontier):
+            rows = links.filter(
+                Q(kind__in=from_target, target_id__in=chunk) | Q(kind__in=from_source, source_id__in=chunk)
+            ).values_list("source_id", "target_id", "kind")
+            for source, target, kind in rows:
+                edges.add((source, target, kind))
+                reached.add(source if kind in calculators.DOWNSTREAM_FROM_TARGET else target)
+        frontier = sorted(reached - seen)
+        seen |= reached
+    return sorted(edges)
+
+
+def _aware_instant(value: object) -> datetime | None:
+    """An ISO 8601 instant from a fields value (naive: UTC); None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def chain_nodes(user, ids: set[int], now: datetime) -> dict[int, calculators.ChainNode]:
+    """The visible, not deleted artifacts among ids as calculators.ChainNode, done_at from their ledgers."""
+    artifacts = Artifact.objects.visible_to(user).filter(deleted_at__isnull=True)
+    nodes: dict[int, calculators.ChainNode] = {}
+    for chunk in _id_chunks(sorted(ids)):
+        rows = list(
+            artifacts.filter(pk__in=chunk).values_list(
+                "id",
+                "key",
+                "artifact_model__slug",
+                "connection__kind",
+                "created_at",
+                "done_at",
+                "flow_state",
+                "fields__environment",
+                "fields__result",
+                "fields__status",
+                "fields__released_at",
+            )
+        )
+        transitions: dict[int, list] = defaultdict(list)
+        for artifact_id, at, from_state, to_state in (
+            StateTransition.objects.filter(artifact_id__in=[row[0] for row in rows])
+            .order_by("artifact_id", "at", "id")
+            .values_list("artifact_id", "at", "from_state", "to_state")
+        ):
+            transitions[artifact_id].append((at, from_state or None, to_state))
+        for (
+            artifact_id,
+            key,
+            model,
+            tool,
+            created_at,
+            stored_done_at,
+            state,
+            environment,
+            result,
+            status,
+            released_at,
+        ) in rows:
+            ledger = ItemLedger(str(artifact_id), None, created_at, transitions.get(artifact_id, ()), state)
+            done_at = calculators.item_flow(ledger, now).done_at
+            if done_at is None and state == DONE:
+                done_at = stored_done_at
+            nodes[artifact_id] = calculators.ChainNode(
+                id=artifact_id,
+                key=key,
+                model=model,
+                created_at=created_at,
+                state=state,
+                done_at=done_at,
+                tool=tool,
+                environment=environment,
+                result=result,
+                status=status,
+                released_at=_aware_instant(released_at) if model == calculators.RELEASE_MODEL else None,
+            )
+    return nodes
+
+
+def _ordered_rows(rows: list[dict], ordering: str) -> list[dict]:
+    """Rows by one of TRACE_ORDERINGS ("-" first: descending), empty values last, ties in input order."""
+    name = ordering.removeprefix("-")
+    present = [row for row in rows if row[name] is not None]
+    present.sort(key=lambda row: row[name], reverse=ordering.startswith("-"))
+    return present + [row for row in rows if row[name] is None]
+
+
+def request_lead_times(
+    user,
+    product: Product,
+    window: DayWindow,
+    *,
+    status: str = "all",
+    ordering: str = "created_at",
+    now: datetime | None = None,
+) -> dict:
+    """End-to-end lead time of the product's requests, as the user may see them.
+
+    Listed: the requests delivered inside the window, and those created before its end and not delivered
+    yet (their age taken at `now`), but for canceled ones. `status` keeps "all", "delivered" or "open"
+    ones; rows come by created_at (then id) unless `ordering` names one of TRACE_ORDERINGS.
+    """
+    zone = ZoneInfo(product.time_zone)
+    instants = window.instants(zone)
+    now = now or timezone.now()
+    requests = list(
+        Artifact.objects.visible_to(user)
+        .filter(
+            product=product,
+            artifact_model__slug__in=TRACE_REQUEST_MODELS,
+            deleted_at__isnull=True,
+            created_at__lt=instants.end,
+        )
+        .order_by("created_at", "id")
+        .values_list("id", "title", "url")
+    )
+    graph = calculators.downstream_graph(downstream_links(user, [row[0] for row in requests]))
+    traces = {request_id: calculators.trace_downstream(request_id, graph) for request_id, *_ in requests}
+    nodes = chain_nodes(
+        user, {node for trace in traces.values() for node in (trace.start, *trace.nodes)}, now
+    )
+
+    rows = []
+    for request_id, title, url in requests:
+        request, trace = nodes.get(request_id), traces[request_id]
+        if request is None:
+            continue
+        figures = calculators.request_lead_time(request, nodes, trace, now=now)
+        if figures.delivered:
+            if figures.delivered_at not in instants or status == "open":
+                continue
+        elif request.state == CANCELED or status == "delivered":
+            continue
+        delivered_by = nodes[figures.delivered_by] if figures.delivered_by is not None else None
+        rows.append(
+            {
+                "artifact": request_id,
+                "key": request.key,
+                "title": title,
+                "url": url,
+                "created_at": request.created_at,
+                "delivered": figures.delivered,
+                "delivered_at": figures.delivered_at,
+                "delivered_by": (
+                    {"artifact": delivered_by.id, "key": delivered_by.key} if delivered_by else None
+                ),
+                "lead_time": figures.lead_time,
+                "age": figures.age,
+                "furthest_segment": figures.furthest_segment,
+                "segments": figures.segments,
+                "work_items": figures.work_items,
+                "work_items_done": figures.work_items_done,
+                "chain": [nodes[node].key for node in trace.nodes if node in nodes],
+                "cyclic": trace.cyclic,
+            }
+        )
+    delivered = [row for row in rows if row["delivered"]]
+    stats = duration_stats((row["key"], row["lead_time"]) for row in delivered)
+    return {
+        "product": {"id": product.pk, "slug": product.slug, "name": product.name},
+        "window": {
+            "first_day": window.first_day,
+            "last_day": window.last_day,
+            "start": instants.start,
+            "end": instants.end,
+        },
+        "summary": {
+            "requests": len(rows),
+            "delivered": len(delivered),
+            "open": len(rows) - len(delivered),
+            "lead_time": {
+                "count": stats.count,
+                "mean": stats.mean,
+                "p50": stats.p50,
+                "p85": stats.p85,
+                "p95": stats.p95,
+                "max": stats.max,
+            },
+            "segments_mean": {
+                phase: (
+                    sum(row["segments"][phase] for row in delivered) / len(delivered) if delivered else None
+                )
+                for phase in calculators.PHASES
+            },
+        },
+        "requests": _ordered_rows(rows, ordering),
+    }
+
+
+def _status_ledgers(items, keys: dict[str, str]) -> Iterator[calculators.StatusLedger]:
+    """The items' status ledgers, CHUNK_SIZE at a time (keyset paging); fills keys (id -> tool key)."""
+    after = 0
+    while True:
+        rows = list(
+            items.filter(pk__gt=after)
+            .order_by("id")
+            .values_list("id", "key", "connection__kind", "created_at", "flow_state", "tool_status")[
+                :CHUNK_SIZE
+            ]
+        )
+        transitions: dict[int, list] = defaultdict(list)
+        for artifact_id, at, from_state, to_state, from_status, to_status in (
+            StateTransition.objects.filter(artifact_id__in=[row[0] for row in rows])
+            .order_by("artifact_id", "at", "id")
+            .values_list("artifact_id", "at", "from_state", "to_state", "from_status", "to_status")
+        ):
+            transitions[artifact_id].append(
+                calculators.StatusTransition(at, from_state or None, to_state, from_status, to_status)
+            )
+        for artifact_id, key, tool, created_at, state, tool_status in rows:
+            keys[str(artifact_id)] = key
+            yield calculators.StatusLedger(
+                key=str(artifact_id),
+                tool=tool,
+                created_at=created_at,
+                transitions=transitions.get(artifact_id, ()),
+                current_state=state,
+                current_status=tool_status,
+            )
+        if len(rows) < CHUNK_SIZE:
+            return
+        after = rows[-1][0]
+
+
+def _bottleneck_json(place: calculators.Bottleneck, keys: dict[str, str]) -> dict:
+    name = {"state": place.state} if place.state is not None else {"tool": place.tool, "status": place.status}
+    return {
+        **name,
+        "current": place.current,
+        "peak": place.peak,
+        "peak_day": place.peak_at,
+        "visits": place.visits,
+        "mean": place.mean,
+        "p85": place.p85,
+        "total": place.total,
+        "item_count": place.item_count,
+        "items": [
+            {"artifact": int(artifact_id), "key": keys[artifact_id], "seconds": seconds}
+            for artifact_id, seconds in place.items
+        ],
+    }
+
+
+def bottlenecks(
+    user,
+    product: Product,
+    window: DayWindow,
+    *,
+    max_items: int = BOTTLENECK_MAX_ITEMS,
+    now: datetime | None = None,
+) -> dict:
+    """Where the product's flow items (as the user may see them) spend their time in flow, ranked.
+
+    Per flow state and per tool status: current count (at the window's end, or now), peak count at the
+    local day ends of the window up to today, visits, mean and p85 time per visit, total time in the
+    window, and the items that spent the most time there (at most max_items, with item_count).
+    """
+    zone = ZoneInfo(product.time_zone)
+    instants = window.instants(zone)
+    now = now or timezone.now()
+    today = local_today(product, now)
+    items = (
+        Artifact.objects.visible_to(user)
+        .filter(
+            product=product,
+            flow_item_type__isnull=False,
+            deleted_at__isnull=True,
+            created_at__lt=instants.end,
+        )
+        .filter(
+            # Done or canceled with no transition since the window's start: out of flow all along.
+            Q(flow_state__in=OPEN_STATES)
+            | Q(pk__in=StateTransition.objects.filter(at__gte=instants.start).values("artifact_id"))
+        )
+    )
+    keys: dict[str, str] = {}
+    samples = {day: load_sample_instant(day, zone) for day in window.days() if day <= today}
+    result = calculators.bottlenecks(
+        _status_ledgers(items, keys), instants, samples, now, max_items=max_items
+    )
+    return {
+        "product": {"id": product.pk, "slug": product.slug, "name": product.name},
+        "window": {
+            "first_day": window.first_day,
+            "last_day": window.last_day,
+            "start": instants.start,
+            "end": instants.end,
+            "until": min(instants.end, now),
+        },
+        "states": [_bottleneck_json(place, keys) for place in result.states],
+        "statuses": [_bottleneck_json(place, keys) for place in result.statuses],
+    }
+
+
+# --- end of end-to-end lead time and bottlenecks --------------------------------------------------------

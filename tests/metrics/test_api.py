@@ -258,6 +258,8 @@ def test_products_out_of_reach_answer_404(world):
         ({"product": ""}, "product", "may not be blank"),
         ({"window_start": "2026-03-20"}, "window_end", "is before window_start"),
         ({"window_start": "2023-03-15"}, "window_end", "longer than 3 years"),
+        ({"window_start": "9999-12-25", "window_end": "9999-12-31"}, "window_start", "is outside 1970-01-01"),
+        ({"window_start": "0001-01-01"}, "window_start", "is outside 1970-01-01"),
         ({"window_start": "2026-13-01"}, "window_start", "wrong format"),
         ({"bucket": "fortnight"}, "bucket", "unknown bucket 'fortnight'"),
         ({"type": "gizmo"}, "type", "unknown flow item type 'gizmo'"),
