@@ -14,8 +14,16 @@ Endpoints (``/repos/{owner}/{repo}/...`` or ``/repositories/{id}/...``, which th
          (``since`` keeps ``updated_at >= since``; ties ordered by number; per_page at most 100)
     GET  /issues/{n}, /issues/{n}/events;  POST /issues (201);  PATCH /issues/{n} (200)
     GET  /pulls?state=&sort=&direction=, /pulls/{n}, /pulls/{n}/commits (at most 250 commits)
-    GET  /commits?since=&until=&per_page=&page= (newest committer date first), /commits/{sha}
+    GET  /commits?sha=&since=&until=&per_page=&page= (newest committer date first; ``sha``: only the
+         history of that ref, 404 when unknown), /commits/{ref}
+    GET  /compare/{base}...{head}[?per_page=&page=] (the commits reachable from head and not from base,
+         oldest first, with ``status``, ``ahead_by``, ``behind_by``, ``total_commits``, ``base_commit``,
+         ``merge_base_commit``; unpaged it lists at most the newest 250, paged it carries a Link header;
+         404 for an unknown ref or no common ancestor)
     GET  /releases (newest first), /releases/tags/{tag}
+    Refs: a commit SHA (or a unique prefix of 4+), a published release's tag, or the default branch (its
+    newest commit). Commits form a graph through ``parents``; a release's tag is fixed when it is made:
+    its ``target_commitish`` SHA, or the default branch's newest commit made at or before its creation.
     Paging: ``Link: <...page=2>; rel="next", <...page=N>; rel="last"`` (plus first/prev), absent when
     there is one page. Every answer carries ``x-ratelimit-limit/remaining/used/reset/resource``.
 
@@ -55,6 +63,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import itertools
 import math
 import re
@@ -85,6 +94,7 @@ RATE_LIMIT = 5000
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
 PULL_COMMITS_CAP = 250
+COMPARE_CAP = 250  # an unpaged comparison lists at most this many commits, the newest last
 MALFORMED_TIME = "not-a-date"
 NAME = r"[A-Za-z0-9_.-]+"
 REPO_PATH = rf"/(?:repos/(?P<owner>{NAME})/(?P<repo>{NAME})|repositories/(?P<repo_id>\d+))"
@@ -177,6 +187,7 @@ class Release:
     published: datetime | None
     draft: bool
     prerelease: bool
+    tag_sha: str | None = None  # the commit the tag points at, fixed when the release is made
 
 
 @dataclass
@@ -410,6 +421,7 @@ class FakeGitHub(FakeApp):
                 [{"resource": "Release", "code": "already_exists", "field": "tag_name"}],
             )
         created_at = to_github_instant(created) if created else self._clock()
+        tag_sha = self._tag_target(found, target_commitish or found.default_branch, created_at)
         release = Release(
             self._next("release"),
             tag_name,
@@ -421,6 +433,7 @@ class FakeGitHub(FakeApp):
             None if draft else (to_github_instant(published) if published else created_at),
             draft,
             prerelease,
+            tag_sha,
         )
         found.releases.append(release)
         return release.id
@@ -532,6 +545,64 @@ class FakeGitHub(FakeApp):
         if commit is None:
             raise GitHubError(422, f"No commit found for SHA: {sha}")
         return commit
+
+    def _tag_target(self, repo: Repo, target: str, at: datetime) -> str | None:
+        """The commit a new tag points at: `target` as a commit SHA, or the default branch's newest commit
+        made at or before `at` (releases are backdated like everything else); 422 for another name."""
+        if target in repo.commits:
+            return target
+        if target != repo.default_branch:
+            raise GitHubError(
+                422,
+                "Validation Failed",
+                [{"resource": "Release", "code": "invalid", "field": "target_commitish"}],
+            )
+        made = [commit for commit in repo.commits.values() if commit.committed <= at]
+        return max(made, key=lambda commit: (commit.committed, commit.sha)).sha if made else None
+
+    def _resolve(self, repo: Repo, ref: str) -> Commit | None:
+        """A ref as GitHub reads it: a commit SHA (or a unique prefix of 4+), the tag of a published
+        release, or the default branch (its newest commit). None when nothing answers to it."""
+        if re.fullmatch(r"[0-9a-fA-F]{4,40}", ref):
+            matches = [commit for sha, commit in repo.commits.items() if sha.startswith(ref.lower())]
+            if len(matches) == 1:
+                return matches[0]
+        release = next((r for r in repo.releases if r.tag_name == ref and not r.draft), None)
+        if release is not None:
+            return repo.commits.get(release.tag_sha or "")
+        if ref == repo.default_branch and repo.commits:
+            return max(repo.commits.values(), key=lambda commit: (commit.committed, commit.sha))
+        return None
+
+    def _ancestry(self, repo: Repo, sha: str) -> set[str]:
+        """The commit and every commit reachable from it through its parents."""
+        seen, stack = set(), [sha]
+        while stack:
+            current = stack.pop()
+            if current in seen or current not in repo.commits:
+                continue
+            seen.add(current)
+            stack.extend(repo.commits[current].parents)
+        return seen
+
+    def _chronological(self, repo: Repo, shas: set[str]) -> list[Commit]:
+        """`shas` oldest first, as GitHub lists a comparison: parents before children, then by date."""
+        waiting = {sha: {p for p in repo.commits[sha].parents if p in shas} for sha in shas}
+        children: dict[str, list[str]] = {}
+        for sha, parents in waiting.items():
+            for parent in parents:
+                children.setdefault(parent, []).append(sha)
+        ready = [(repo.commits[sha].committed, sha) for sha, parents in waiting.items() if not parents]
+        heapq.heapify(ready)
+        ordered: list[Commit] = []
+        while ready:
+            _, sha = heapq.heappop(ready)
+            ordered.append(repo.commits[sha])
+            for child in children.get(sha, ()):
+                waiting[child].discard(sha)
+                if not waiting[child]:
+                    heapq.heappush(ready, (repo.commits[child].committed, child))
+        return ordered
 
     def _new_issue(
         self,
@@ -915,7 +986,8 @@ class FakeGitHub(FakeApp):
         add("GET", pull, self._http_pull, "pull")
         add("GET", rf"{pull}/commits", self._http_pull_commits, "pull/commits")
         add("GET", rf"{REPO_PATH}/commits", self._http_commits, "commits")
-        add("GET", rf"{REPO_PATH}/commits/(?P<sha>[0-9a-fA-F]{{4,40}})", self._http_commit, "commit")
+        add("GET", rf"{REPO_PATH}/commits/(?P<sha>[^/]+)", self._http_commit, "commit")
+        add("GET", rf"{REPO_PATH}/compare/(?P<basehead>.+)", self._http_compare, "compare")
         add("GET", rf"{REPO_PATH}/releases", self._http_releases, "releases")
         add("GET", rf"{REPO_PATH}/releases/tags/(?P<tag>.+)", self._http_release_by_tag, "release/tag")
 
@@ -1153,8 +1225,17 @@ class FakeGitHub(FakeApp):
         since, until = request.arg("since"), request.arg("until")
         since_at = parse_query_time(since, "since") if since else None
         until_at = parse_query_time(until, "until") if until else None
+        ref = request.arg("sha")
+        reachable = None
+        if ref:  # the history of one ref (a SHA, a tag or the branch), else every commit
+            head = self._resolve(repo, ref)
+            if head is None:
+                raise GitHubError(404, "Not Found")
+            reachable = self._ancestry(repo, head.sha)
         commits = sorted(
-            repo.commits.values(), key=lambda commit: (commit.committed, commit.sha), reverse=True
+            (commit for commit in repo.commits.values() if reachable is None or commit.sha in reachable),
+            key=lambda commit: (commit.committed, commit.sha),
+            reverse=True,
         )
         commits = [
             commit
@@ -1167,12 +1248,71 @@ class FakeGitHub(FakeApp):
 
     def _http_commit(self, request: Request) -> Response:
         repo = self._repo_of(request)
-        prefix = request.params["sha"].lower()
-        matches = [commit for sha, commit in repo.commits.items() if sha.startswith(prefix)]
-        if len(matches) != 1:
+        commit = self._resolve(repo, unquote(request.params["sha"]))
+        if commit is None:
             raise GitHubError(422, f"No commit found for SHA: {request.params['sha']}")
         api, html = self._urls(request)
-        return json_response(self._commit_json(repo, matches[0], api, html, single=True))
+        return json_response(self._commit_json(repo, commit, api, html, single=True))
+
+    def _http_compare(self, request: Request) -> Response:
+        """`GET /compare/{base}...{head}`: the commits reachable from head but not from base (git log
+        base..head), oldest first. Without `page` or `per_page` at most the newest COMPARE_CAP commits
+        come, unpaged (`total_commits` still counts them all); with either, pages with a Link header."""
+        repo = self._repo_of(request)
+        basehead = request.params["basehead"]
+        base_ref, separator, head_ref = basehead.partition("...")
+        base = self._resolve(repo, base_ref) if separator else None
+        head = self._resolve(repo, head_ref) if separator else None
+        if base is None or head is None:
+            raise GitHubError(404, "Not Found")
+        base_side, head_side = self._ancestry(repo, base.sha), self._ancestry(repo, head.sha)
+        common = base_side & head_side
+        if not common:
+            raise GitHubError(404, f"No common ancestor between {base_ref} and {head_ref}.")
+        merge_base = self._chronological(repo, common)[-1]  # the newest common ancestor
+        ahead = self._chronological(repo, head_side - base_side)
+        behind = len(base_side - head_side)
+        status = (
+            "identical"
+            if not ahead and not behind
+            else "ahead"
+            if not behind
+            else "behind"
+            if not ahead
+            else "diverged"
+        )
+        paged = request.arg("page") is not None or request.arg("per_page") is not None
+        if paged:
+            per_page = min(MAX_PER_PAGE, max(1, _int_arg(request, "per_page", DEFAULT_PER_PAGE)))
+            page = max(1, _int_arg(request, "page", 1))
+            shown = ahead[(page - 1) * per_page : page * per_page]
+            last = max(1, math.ceil(len(ahead) / per_page))
+            headers = self._link_header(request, repo, f"compare/{quote(basehead)}", page, per_page, last)
+        else:
+            shown, headers = ahead[-COMPARE_CAP:], []
+        api, html = self._urls(request)
+        owner = repo.owner.login
+        html_url = f"{html}/{repo.full_name}/compare/{quote(basehead)}"
+        return json_response(
+            {
+                "url": f"{api}/repos/{repo.full_name}/compare/{quote(basehead)}",
+                "html_url": html_url,
+                "permalink_url": f"{html}/{repo.full_name}/compare/"
+                f"{owner}:{base.sha[:7]}...{owner}:{head.sha[:7]}",
+                "diff_url": f"{html_url}.diff",
+                "patch_url": f"{html_url}.patch",
+                "base_commit": self._commit_json(repo, base, api, html),
+                "merge_base_commit": self._commit_json(repo, merge_base, api, html),
+                "status": status,
+                "ahead_by": len(ahead),
+                "behind_by": behind,
+                "total_commits": len(ahead),
+                "commits": [self._commit_json(repo, commit, api, html) for commit in shown],
+                "files": [],  # the fake keeps no file changes
+            },
+            200,
+            headers,
+        )
 
     def _http_releases(self, request: Request) -> Response:
         repo = self._repo_of(request)
@@ -1197,6 +1337,13 @@ class FakeGitHub(FakeApp):
         page = max(1, _int_arg(request, "page", 1))
         last = max(1, math.ceil(len(values) / per_page))
         chosen = values[(page - 1) * per_page : page * per_page]
+        headers = self._link_header(request, repo, path, page, per_page, last)
+        return json_response([render(value) for value in chosen], 200, headers)
+
+    def _link_header(
+        self, request: Request, repo: Repo, path: str, page: int, per_page: int, last: int
+    ) -> list[tuple[str, str]]:
+        """GitHub's Link header for `page` of `last` (absolute /repositories/{id} URLs), none for one page."""
         query = {name: values_[0] for name, values_ in request.query.items() if name != "page" and values_}
         query["per_page"] = str(per_page)
 
@@ -1213,8 +1360,7 @@ class FakeGitHub(FakeApp):
             links += [link(page + 1, "next"), link(last, "last")]
         if page > 1:
             links += [link(1, "first")]
-        headers = [("Link", ", ".join(links))] if links else []
-        return json_response([render(value) for value in chosen], 200, headers)
+        return [("Link", ", ".join(links))] if links else []
 
     # Control endpoints (fake-only) -------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """make bench-metrics: one product with 200,000 flow items and about 2,000,000 transitions over three
 years in PostgreSQL; prints the full rollup rebuild, the flow dashboard payload read from rollups (p50
 and p95 of 20 calls), the incremental update after 1,000 items change, and a floor: one
-`SELECT count(*)` scan of the transitions table. Runs in its own database (`vsm_bench`).
+`SELECT count(*)` scan of the transitions table, and the end-to-end lead time of 5,000 customer
+requests (each derived into two flow items that ship in weekly releases). Runs in its own database
+(`vsm_bench`).
 """
 
 import argparse
@@ -87,17 +89,102 @@ def generate(product, connection, items: int, rng: random.Random, now: datetime)
     return len(transitions)
 
 
+def link_requests(product, connection, requests: int, rng: random.Random, now: datetime) -> None:
+    """Weekly releases shipping the done items, and requests each derived into two of those items."""
+    from connectors.ingest import ARTIFACT_FIELDS
+    from vsm.db import bulk_insert
+    from vsm.models import Artifact, ArtifactLink, ArtifactModel
+
+    models = {model.slug: model.pk for model in ArtifactModel.objects.filter(slug__in=["release", "request"])}
+    weeks = DAYS // 7 + 1
+    releases = [START + timedelta(weeks=week, hours=15) for week in range(weeks)]
+    bulk_insert(
+        Artifact,
+        ARTIFACT_FIELDS,
+        [
+            (
+                connection.pk,
+                f"REL-{week}",
+                product.pk,
+                models["release"],
+                None,
+                None,
+                f"v{week}",
+                f"Release {week}",
+                "",
+                "Released",
+                "done",
+                at,
+                at,
+                at,
+                at,
+                None,
+                {"version": f"v{week}"},
+                None,
+            )
+            for week, at in enumerate(releases)
+        ],
+    )
+    release_ids = dict(Artifact.objects.filter(key__startswith="v", product=product).values_list("key", "id"))
+    done = list(
+        Artifact.objects.filter(product=product, flow_state="done", flow_item_type__isnull=False)
+        .values_list("id", "created_at", "done_at")
+        .order_by("done_at", "id")
+    )
+    # Each request's two items are done close together, as the parts of one customer ask would be.
+    starts = sorted(rng.sample(range(0, len(done) - 1, 2), requests))
+    chosen = [item for start in starts for item in done[start : start + 2]]
+    links, request_rows = [], []
+    for number in range(requests):
+        pair = chosen[2 * number : 2 * number + 2]
+        created = min(created for _, created, _ in pair) - timedelta(days=rng.uniform(1, 30))
+        request_rows.append(
+            (
+                connection.pk,
+                f"REQ-{number}",
+                product.pk,
+                models["request"],
+                None,
+                None,
+                f"REQ-{number}",
+                f"Request {number}",
+                "",
+                "Open",
+                "new",
+                created,
+                None,
+                None,
+                created,
+                None,
+                {},
+                None,
+            )
+        )
+        for item_id, _, done_at in pair:
+            week = min(weeks - 1, max(0, int((done_at - START).total_seconds() // (7 * 86400)) + 1))
+            links.append((item_id, release_ids[f"v{week}"], "released_in", "rule", now))
+    bulk_insert(Artifact, ARTIFACT_FIELDS, request_rows)
+    request_ids = dict(
+        Artifact.objects.filter(key__startswith="REQ-", product=product).values_list("key", "id")
+    )
+    for number in range(requests):
+        for item_id, _, _ in chosen[2 * number : 2 * number + 2]:
+            links.append((item_id, request_ids[f"REQ-{number}"], "derived_from", "rule", now))
+    bulk_insert(ArtifactLink, ("source_id", "target_id", "kind", "origin", "created_at"), links)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--changed", type=int, default=1_000)
+    parser.add_argument("--requests", type=int, default=5_000)
     args = parser.parse_args()
     setup_bench_database()
     from django.contrib.auth import get_user_model
     from django.db import connection as db
 
     from connectors.models import ToolConnection
-    from metrics.selectors import DayWindow, flow_metrics
+    from metrics.selectors import DayWindow, flow_metrics, request_lead_times
     from metrics.services import product_rollups_rebuild, rollups_refresh_after_sync
     from vsm.models import Artifact, Product, StateTransition
 
@@ -150,6 +237,12 @@ def main() -> None:
     rollups_refresh_after_sync(changed, now=later)
     incremental = time.perf_counter() - started
 
+    link_requests(product, connection, args.requests, rng, now)
+    started = time.perf_counter()
+    lead_times = request_lead_times(user, product, DayWindow(START.date(), window.last_day), now=later)
+    lead_time = time.perf_counter() - started
+    summary = lead_times["summary"]
+
     started = time.perf_counter()
     with db.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM vsm_statetransition")
@@ -166,6 +259,9 @@ def main() -> None:
     print(f"  dashboard payload p50     {p50 * 1000:8.0f} ms  (52 weekly buckets, five metrics, four types)")
     print(f"  dashboard payload p95     {p95 * 1000:8.0f} ms  (goal under 100 ms)")
     print(f"  incremental, {args.changed} items {incremental:8.2f} s   (goal under 2 s)")
+    print(f"  lead time, {summary['requests']} requests {lead_time:6.2f} s   (end to end through links)")
+    median_days = (summary["lead_time"]["p50"] or 0) / 86400
+    print(f"    delivered {summary['delivered']}, median lead time {median_days:.1f} days")
     print(f"  floor: count(*) scan      {floor * 1000:8.0f} ms  of the transitions table")
     print(f"  peak RSS                  {peak_rss_mb():8.0f} MB")
 

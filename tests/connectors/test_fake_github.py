@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from connectors.fakes.github import DEMO_TOKEN, FakeGitHub
+from connectors.fakes.github import DEMO_TOKEN, FakeGitHub, GitHubError
 from connectors.fakes.wsgi import serve
 
 START = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
@@ -200,6 +200,98 @@ def test_commits_are_newest_first_and_filtered_by_since(fake, client):
     listed = client.get(f"/repos/{REPO}/commits", params={"since": "2026-03-01T12:30:00Z"}).json()
     assert [commit["sha"] for commit in listed] == shas[:1:-1]
     assert listed[-1]["parents"][0]["sha"] == shas[1]
+
+
+def test_compare_lists_what_head_has_and_base_lacks_oldest_first(fake, client):
+    root = fake.add_commit(REPO, "Root", at=START - timedelta(days=5))
+    fake.add_release(REPO, "v1", created=START - timedelta(days=4))  # the branch's newest commit then
+    ahead = [fake.add_commit(REPO, f"Ahead {n}", at=START - timedelta(days=3 - n)) for n in range(3)]
+    fake.add_release(REPO, "v2", target_commitish=ahead[1], created=START - timedelta(days=1))
+    response = client.get(f"/repos/{REPO}/compare/v1...v2")
+    assert response.status_code == 200 and "link" not in response.headers
+    body = response.json()
+    assert {
+        "url",
+        "html_url",
+        "permalink_url",
+        "diff_url",
+        "patch_url",
+        "base_commit",
+        "merge_base_commit",
+        "status",
+        "ahead_by",
+        "behind_by",
+        "total_commits",
+        "commits",
+        "files",
+    } <= set(body)
+    assert (body["status"], body["ahead_by"], body["behind_by"], body["total_commits"]) == ("ahead", 2, 0, 2)
+    assert [commit["sha"] for commit in body["commits"]] == ahead[:2]
+    assert body["base_commit"]["sha"] == body["merge_base_commit"]["sha"] == root
+    assert set(body["commits"][0]) == set(client.get(f"/repos/{REPO}/commits").json()[0])
+    assert body["url"].endswith(f"/repos/{REPO}/compare/v1...v2")
+
+    behind = client.get(f"/repos/{REPO}/compare/main...{root[:7]}").json()
+    assert (behind["status"], behind["ahead_by"], behind["behind_by"], behind["commits"]) == (
+        "behind",
+        0,
+        3,
+        [],
+    )
+    same = client.get(f"/repos/{REPO}/compare/{ahead[1]}...v2").json()
+    assert (same["status"], same["total_commits"]) == ("identical", 0)
+    # A side branch off the root: diverged, with the root as merge base.
+    side = fake.add_commit(REPO, "Side", at=START, parents=[root])
+    diverged = client.get(f"/repos/{REPO}/compare/v2...{side}").json()
+    assert (diverged["status"], diverged["ahead_by"], diverged["behind_by"]) == ("diverged", 1, 2)
+    assert diverged["merge_base_commit"]["sha"] == root
+
+
+def test_compare_pages_with_link_headers_and_caps_an_unpaged_answer_at_250(fake, client):
+    base = fake.add_commit(REPO, "Base", at=START - timedelta(days=1))
+    shas = [fake.add_commit(REPO, f"Work {n}", at=START + timedelta(minutes=n)) for n in range(260)]
+    unpaged = client.get(f"/repos/{REPO}/compare/{base}...main")
+    assert "link" not in unpaged.headers
+    body = unpaged.json()
+    assert body["total_commits"] == 260 and [c["sha"] for c in body["commits"]] == shas[10:]  # newest last
+    listed, pages = [], []
+    url, params = f"/repos/{REPO}/compare/{base}...main", {"per_page": 100}
+    while url:
+        response = client.get(url, params=params)
+        assert response.status_code == 200
+        pages.append(response)
+        listed += [commit["sha"] for commit in response.json()["commits"]]
+        url, params = response.links.get("next", {}).get("url"), None
+    assert listed == shas and [len(page.json()["commits"]) for page in pages] == [100, 100, 60]
+    assert all(page.json()["total_commits"] == 260 for page in pages)
+    assert "/repositories/" in pages[0].links["next"]["url"] and "page=3" in pages[0].links["last"]["url"]
+    assert len(client.get(f"/repos/{REPO}/compare/{base}...main", params={"page": 2}).json()["commits"]) == 30
+
+
+def test_compare_and_commit_history_answer_404_for_unknown_refs(fake, client):
+    sha = fake.add_commit(REPO, "Work")
+    fake.add_release(REPO, "v1", target_commitish=sha)
+    fake.add_release(REPO, "v2-draft", target_commitish=sha, draft=True)  # a draft has no tag yet
+    for basehead in (f"nope...{sha}", f"{sha}...nope", f"v2-draft...{sha}", f"{sha}..{sha}", "v1"):
+        assert_github_error(client.get(f"/repos/{REPO}/compare/{basehead}"), 404, "Not Found")
+    assert client.get(f"/repos/{REPO}/compare/v1...main").json()["status"] == "identical"
+    assert_github_error(client.get(f"/repos/{REPO}/commits", params={"sha": "nope"}), 404, "Not Found")
+    assert client.get(f"/repos/{REPO}/commits/v1").json()["sha"] == sha
+    assert client.get(f"/repos/{REPO}/commits/nope").status_code == 422
+    unrelated = fake.add_commit(REPO, "Orphan", parents=[])
+    assert_github_error(client.get(f"/repos/{REPO}/compare/{sha}...{unrelated}"), 404)
+
+
+def test_commit_history_of_a_ref_and_release_tags_fixed_when_made(fake, client, clock):
+    first = fake.add_commit(REPO, "First", at=START - timedelta(hours=3))
+    second = fake.add_commit(REPO, "Second", at=START - timedelta(hours=2))
+    fake.add_release(REPO, "v1", created=START - timedelta(hours=2))
+    fake.add_commit(REPO, "Third", at=START - timedelta(hours=1))
+    history = client.get(f"/repos/{REPO}/commits", params={"sha": "v1"}).json()
+    assert [commit["sha"] for commit in history] == [second, first]  # the tag did not move
+    assert len(client.get(f"/repos/{REPO}/commits", params={"sha": "main"}).json()) == 3
+    with pytest.raises(GitHubError, match="Validation Failed"):
+        fake.add_release(REPO, "v2", target_commitish="no-such-branch")
 
 
 # Auth and rate limits --------------------------------------------------------------------------------

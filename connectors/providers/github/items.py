@@ -210,6 +210,11 @@ def issue_to_item(
         if commits is not None and isinstance(expected, int) and expected > len(shas):
             fields["commit_shas_truncated"] = True
         links += [ToolLink("committed_in", sha, "commit of the pull request") for sha in dict.fromkeys(shas)]
+        # A merged pull request also lives in its merge commit (or squash / rebase result). An open one's
+        # merge_commit_sha is only GitHub's test merge, so it is not linked.
+        merge_sha = merged.get("merge_commit_sha")
+        if status == MERGED and isinstance(merge_sha, str) and merge_sha and merge_sha not in shas:
+            links.append(ToolLink("committed_in", merge_sha, "merge commit of the pull request"))
     closes = closing_references(f"{merged.get('title') or ''}\n{merged.get('body') or ''}", repository)
     closes = [closed for closed in closes if closed != key]
     fields["closes"] = closes
@@ -301,8 +306,18 @@ def release_time(release: dict[str, Any]) -> datetime:
     return parse_github_time(release.get("published_at") or release["created_at"])
 
 
-def release_to_item(release: dict[str, Any], repository: str) -> ToolItem:
-    """A release from `GET /repos/{o}/{r}/releases`; key = its tag name."""
+def release_to_item(
+    release: dict[str, Any],
+    repository: str,
+    *,
+    released: list[str] | None = None,
+    previous_tag: str | None = None,
+) -> ToolItem:
+    """A release from `GET /repos/{o}/{r}/releases`; key = its tag name.
+
+    `released`: the SHAs of the commits it ships (since `previous_tag`, or its whole history when it is
+    the first), each `released_in` it; None when they were not read. A full-SHA target is linked too.
+    """
     tag = release["tag_name"]
     if not isinstance(tag, str) or not tag:
         raise ValueError("a release without a tag name")
@@ -310,6 +325,15 @@ def release_to_item(release: dict[str, Any], repository: str) -> ToolItem:
     links = []
     if FULL_SHA.fullmatch(target):  # the release names its commit: that commit is released in it
         links.append(ToolLink("released_in", target, "release target", incoming=True))
+    since = f"released since {previous_tag}" if previous_tag else "released in the first release"
+    links += [
+        ToolLink("released_in", sha, since, incoming=True)
+        for sha in dict.fromkeys(released or ())
+        if sha != target
+    ]
+    fields: dict[str, Any] = {**release, "repository": repository, "author": _login(release.get("author"))}
+    if released is not None:
+        fields.update({"previous_tag": previous_tag, "released_commit_shas": list(dict.fromkeys(released))})
     return ToolItem(
         native_id=str(release["node_id"]),
         key=tag,
@@ -319,7 +343,7 @@ def release_to_item(release: dict[str, Any], repository: str) -> ToolItem:
         status=release_status(release),
         created=parse_github_time(release["created_at"]),
         updated=release_time(release),
-        fields={**release, "repository": repository, "author": _login(release.get("author"))},
+        fields=fields,
         links=links,
         raw=release,
     )

@@ -10,6 +10,19 @@ no `since`) are read in full for the window and merged into the issue pages in t
 page's newest change is a safe cursor for the whole scope. Commits are read `commit_lookback_hours`
 further back, since their committer date is set before they are pushed.
 
+Links. A pull request is `committed_in` each of its commits and, once merged, its `merge_commit_sha` (the
+merge, squash or rebase result). A release ships the commits between the previous release's tag and its
+own: `GET /compare/{previous}...{tag}` (commits reachable from the tag and not from the previous one,
+paged by `Link` with `per_page`; a comparison listing fewer than its `total_commits` is an error, never
+silently cut), each commit `released_in` the release (an incoming link). The previous release is the
+nearest earlier non-draft release of the repository by `created_at` (GitHub sets it to the date of the
+tagged commit, not of drafting or publishing), ties by id; prereleases count. The first release ships
+every commit reachable from its tag (`GET /commits?sha={tag}`, paged), or with the option
+`first_release=target` only its tag's commit (`GET /commits/{tag}`). A draft has no tag yet: it links
+only a full-SHA `target_commitish`, as every release does. A release whose range cannot be read (a
+previous tag deleted) is an item failure. `read_item` on a release lists the releases to find its
+previous one.
+
 Scope query: "owner/repo" reads issues, pulls, commits and releases; "owner/repo:issues,pulls" (any of
 issues, pulls, commits, releases, comma-separated) reads only those.
 """
@@ -37,7 +50,7 @@ from connectors.base import (
     register_connector,
 )
 from connectors.client import HttpClient, RateLimiter
-from connectors.exceptions import AuthError, BadRequest, NotFound
+from connectors.exceptions import AuthError, BadPayload, BadRequest, NotFound
 from connectors.providers.github.items import (
     CLOSED,
     FULL_SHA,
@@ -47,6 +60,7 @@ from connectors.providers.github.items import (
     commit_to_item,
     format_github_time,
     issue_to_item,
+    parse_github_time,
     parse_scope,
     release_time,
     release_to_item,
@@ -57,6 +71,7 @@ API_VERSION = "2022-11-28"
 USER_AGENT = "vsm-portal-connector"
 MAX_PER_PAGE = 100
 HISTORY_EVENTS, HISTORY_DATES = "events", "dates"
+FIRST_RELEASE_HISTORY, FIRST_RELEASE_TARGET = "history", "target"
 DEFAULT_COMMIT_LOOKBACK_HOURS = 72
 WRITABLE_FIELDS = frozenset({"title", "body", "state", "state_reason", "labels", "assignees", "milestone"})
 FIELD_ALIASES = {"summary": "title", "description": "body"}
@@ -96,6 +111,14 @@ class GitHubConnector(Connector):
             "dates: one change from closed_at / merged_at (no extra requests, reopenings are lost).",
         ),
         OptionField(
+            "first_release",
+            "First release",
+            choices=(FIRST_RELEASE_HISTORY, FIRST_RELEASE_TARGET),
+            default=FIRST_RELEASE_HISTORY,
+            help_text="history: the repository's first release ships every commit reachable from its tag "
+            "(one request per 100 commits); target: only the commit its tag points at.",
+        ),
+        OptionField(
             "commit_lookback_hours",
             "Commit look-back (hours)",
             default=str(DEFAULT_COMMIT_LOOKBACK_HOURS),
@@ -117,6 +140,9 @@ class GitHubConnector(Connector):
         self.history_mode = options.get("history") or HISTORY_EVENTS
         if self.history_mode not in (HISTORY_EVENTS, HISTORY_DATES):
             raise BadRequest(f"unknown history option {self.history_mode!r}: use events or dates")
+        self.first_release = options.get("first_release") or FIRST_RELEASE_HISTORY
+        if self.first_release not in (FIRST_RELEASE_HISTORY, FIRST_RELEASE_TARGET):
+            raise BadRequest(f"unknown first_release option {self.first_release!r}: use history or target")
         try:
             hours = int(options.get("commit_lookback_hours") or DEFAULT_COMMIT_LOOKBACK_HOURS)
         except ValueError:
@@ -177,7 +203,7 @@ class GitHubConnector(Connector):
         if FULL_SHA.fullmatch(key):
             return commit_to_item(self.http.get_json(f"{target.path}/commits/{key}"), target.full_name)
         release = self.http.get_json(f"{target.path}/releases/tags/{quote(key, safe='')}")
-        return release_to_item(release, target.full_name)
+        return self._release_item(target, release, _previous_tags(self._releases(target)))
 
     def list_ids(self, scope: ScopeSpec) -> Iterator[str]:
         target = _scope(scope.query)
@@ -262,19 +288,66 @@ class GitHubConnector(Connector):
         if since is not None:
             params["since"] = format_github_time(since - self.commit_lookback)
         return _entries(
-            self.http.paginate_link(f"{target.path}/commits", params=params), commit_to_item, target, None
+            self.http.paginate_link(f"{target.path}/commits", params=params), commit_to_item, target
         )
+
+    def _releases(self, target: RepoScope) -> list[Any]:
+        pages = self.http.paginate_link(f"{target.path}/releases", params={"per_page": MAX_PER_PAGE})
+        return [release for page in pages for release in page]
 
     def _release_entries(self, target: RepoScope, since: datetime | None) -> list[Entry]:
-        def changed(release: dict[str, Any]) -> bool:
-            return since is None or release_time(release) >= since
+        """Every release is listed (to order them); only those changed since `since` read their range."""
+        releases = self._releases(target)
+        previous = _previous_tags(releases)
+        entries: list[Entry] = []
+        for release in releases:
+            try:
+                if since is not None and release_time(release) < since:
+                    continue
+                item = self._release_item(target, release, previous)
+            except (NotFound, BadPayload, *_PARSE_ERRORS) as error:
+                entries.append((_NO_TIME, len(entries), _failure(release, target, error)))
+            else:
+                entries.append((item.updated, len(entries), item))
+        return entries
 
-        return _entries(
-            self.http.paginate_link(f"{target.path}/releases", params={"per_page": MAX_PER_PAGE}),
-            release_to_item,
-            target,
-            changed,
+    def _release_item(
+        self, target: RepoScope, release: dict[str, Any], previous: dict[str, str | None]
+    ) -> ToolItem:
+        tag = release.get("tag_name")
+        if release.get("draft") or not isinstance(tag, str) or tag not in previous:
+            return release_to_item(release, target.full_name)  # a draft has no tag to compare yet
+        before = previous[tag]
+        released = self._compare(target, before, tag) if before is not None else self._history(target, tag)
+        return release_to_item(release, target.full_name, released=released, previous_tag=before)
+
+    def _compare(self, target: RepoScope, base: str, head: str) -> list[str]:
+        """The SHAs of the commits reachable from `head` and not from `base`, oldest first, every page."""
+        path = f"{target.path}/compare/{quote(base, safe='')}...{quote(head, safe='')}"
+        response = self.http.request("GET", path, params={"per_page": MAX_PER_PAGE})
+        try:
+            body = response.json()
+        except ValueError:
+            raise BadPayload(f"GET {response.request.url.path}: expected JSON") from None
+        commits, total = list(body["commits"]), body["total_commits"]
+        next_link = response.links.get("next")
+        if next_link and next_link.get("url"):
+            next_url = str(response.request.url.join(next_link["url"]))
+            for page in self.http.paginate_link(next_url, items_field="commits"):
+                commits += page
+        shas = list(dict.fromkeys(commit["sha"] for commit in commits))
+        if not isinstance(total, int) or len(shas) < total:
+            raise BadPayload(f"comparing {base}...{head} listed {len(shas)} of {total!r} commits")
+        return shas
+
+    def _history(self, target: RepoScope, tag: str) -> list[str]:
+        """What the first release ships: its tag's whole history, or only its tag's commit."""
+        if self.first_release == FIRST_RELEASE_TARGET:
+            return [self.http.get_json(f"{target.path}/commits/{quote(tag, safe='')}")["sha"]]
+        pages = self.http.paginate_link(
+            f"{target.path}/commits", params={"sha": tag, "per_page": MAX_PER_PAGE}
         )
+        return [commit["sha"] for page in pages for commit in page]
 
     # Writing
 
@@ -352,13 +425,34 @@ def _failure(payload: Any, target: RepoScope, error: Exception) -> ItemFailure:
     return ItemFailure(native_id, key, message, payload)
 
 
-def _entries(pages: Iterable[list[Any]], convert, target: RepoScope, keep) -> list[Entry]:
+def _previous_tags(releases: list[Any]) -> dict[str, str | None]:
+    """Each non-draft release's tag -> the tag of the release before it (None for the first).
+
+    Order: `created_at` (the tagged commit's date, per GitHub), then id; prereleases count, drafts and
+    releases without a readable tag or date are left out.
+    """
+    ordered = []
+    for release in releases:
+        try:
+            tag = release["tag_name"]
+            if release.get("draft") or not isinstance(tag, str) or not tag:
+                continue
+            ordered.append((parse_github_time(release["created_at"]), int(release.get("id") or 0), tag))
+        except _PARSE_ERRORS:
+            continue
+    previous: dict[str, str | None] = {}
+    before = None
+    for _, _, tag in sorted(ordered, key=lambda entry: entry[:2]):
+        previous[tag] = before
+        before = tag
+    return previous
+
+
+def _entries(pages: Iterable[list[Any]], convert, target: RepoScope) -> list[Entry]:
     entries: list[Entry] = []
     for values in pages:
         for value in values:
             try:
-                if keep is not None and not keep(value):
-                    continue
                 item = convert(value, target.full_name)
             except _PARSE_ERRORS as error:
                 entries.append((_NO_TIME, len(entries), _failure(value, target, error)))

@@ -265,14 +265,16 @@ def test_pull_requests_carry_branch_commits_and_links(world):
         events=[(world.ago(hours=2), "merged")],
     )
     item = world.connector().read_item(pull, ScopeSpec(REPO))
+    merge_sha = world.fake.repos[REPO].issues[2].merge_commit_sha
     assert (item.item_type, item.status, item.key) == ("PullRequest", "merged", pull)
     assert item.fields["source_branch"] == "feature/SHOP-12-cart" and item.fields["target_branch"] == "main"
     assert item.fields["commit_shas"] == [first, second]
-    assert item.fields["merge_commit_sha"] == world.fake.repos[REPO].issues[2].merge_commit_sha
+    assert item.fields["merge_commit_sha"] == merge_sha
     assert item.fields["closes"] == [issue]
     assert [(link.kind, link.target_key) for link in item.links] == [
         ("committed_in", first),
         ("committed_in", second),
+        ("committed_in", merge_sha),
         ("fixes", issue),
     ]
     assert [(c.from_status, c.to_status, c.at) for c in item.changelog] == [
@@ -281,7 +283,12 @@ def test_pull_requests_carry_branch_commits_and_links(world):
 
     assert world.sync().outcome == "success"
     links = set(ArtifactLink.objects.filter(source__key=pull).values_list("kind", "target__key"))
-    assert links == {(LinkKind.COMMITTED_IN, first), (LinkKind.COMMITTED_IN, second), (LinkKind.FIXES, issue)}
+    assert links == {
+        (LinkKind.COMMITTED_IN, first),
+        (LinkKind.COMMITTED_IN, second),
+        (LinkKind.COMMITTED_IN, merge_sha),
+        (LinkKind.FIXES, issue),
+    }
 
 
 def test_history_becomes_state_transitions_through_the_ingest(world):
@@ -572,11 +579,17 @@ def test_each_recorded_pull_request_references_exactly_its_recorded_commits(fixt
     groups = commits_by_pull(fixtures_dir)
     total = 0
     for (_, number), commits in groups.items():
-        item = pull_to_item(pulls[number], RECORDED_REPO, commits=commits)
+        pull = pulls[number]
+        item = pull_to_item(pull, RECORDED_REPO, commits=commits)
         committed = [link.target_key for link in item.links if link.kind == "committed_in"]
-        assert len(item.fields["commit_shas"]) == len(commits) == len(committed), number
-        assert committed == [commit["sha"] for commit in commits]
-        total += len(committed)
+        shas = [commit["sha"] for commit in commits]
+        # A merged pull request also names its merge commit, unless it is one of its own (rebased).
+        merge = (
+            [pull["merge_commit_sha"]] if pull["merged_at"] and pull["merge_commit_sha"] not in shas else []
+        )
+        assert len(item.fields["commit_shas"]) == len(commits), number
+        assert committed == shas + merge, number
+        total += len(shas)
     assert total == len(recorded_rows(fixtures_dir, "_raw_github_api_pull_request_commits.csv")) == 91
 
 
@@ -592,3 +605,167 @@ def test_recorded_issue_and_pull_shapes_of_one_pull_request_agree(fixtures_dir):
             both = issue_to_item(issues[pull["number"]], RECORDED_REPO, pull=pull)
             assert from_issue.native_id == both.native_id == pull_to_item(pull, RECORDED_REPO).native_id
             assert (from_issue.status, from_issue.updated) == (both.status, both.updated)
+
+
+# Merge commits and release ranges --------------------------------------------------------------------
+
+
+def pull_payload(**changes):
+    payload = {
+        "number": 7,
+        "node_id": "PR_7",
+        "html_url": f"https://github.example/{REPO}/pull/7",
+        "state": "closed",
+        "created_at": "2026-03-01T10:00:00Z",
+        "updated_at": "2026-03-01T12:00:00Z",
+        "merged_at": "2026-03-01T12:00:00Z",
+        "head": {"ref": "feature", "sha": "a" * 40},
+        "base": {"ref": "main", "sha": "b" * 40},
+        "merge_commit_sha": "c" * 40,
+    }
+    return {**payload, **changes}
+
+
+def committed(item):
+    return [(link.target_key, link.description) for link in item.links if link.kind == "committed_in"]
+
+
+def test_a_merged_pull_request_links_its_merge_commit_once():
+    commits = [{"sha": "a" * 40, "commit": {"message": "Work"}}]
+    merged = pull_to_item(pull_payload(), REPO, commits=commits)
+    assert committed(merged) == [
+        ("a" * 40, "commit of the pull request"),
+        ("c" * 40, "merge commit of the pull request"),
+    ]
+    # Rebased or fast-forwarded: the merge commit is one of its own commits, linked once.
+    rebased = pull_to_item(pull_payload(merge_commit_sha="a" * 40), REPO, commits=commits)
+    assert committed(rebased) == [("a" * 40, "commit of the pull request")]
+    # An open pull request's merge_commit_sha is GitHub's test merge: not linked.
+    still_open = pull_to_item(pull_payload(state="open", merged_at=None), REPO, commits=commits)
+    assert committed(still_open) == [("a" * 40, "commit of the pull request")]
+    closed_unmerged = pull_to_item(pull_payload(merged_at=None), REPO, commits=commits)
+    assert committed(closed_unmerged) == [("a" * 40, "commit of the pull request")]
+
+
+def released(item):
+    return [link.target_key for link in item.links if link.kind == "released_in" and link.incoming]
+
+
+def releases_by_tag(world, **read):
+    items = items_of(read_all(world.connector(), query=f"{REPO}:releases", **read))
+    return {item.key: item for item in items}
+
+
+def test_the_second_release_links_exactly_the_commits_after_the_first_tag(world):
+    first = [world.fake.add_commit(REPO, f"Early {n}", at=world.ago(days=10, hours=n)) for n in (2, 1)]
+    world.fake.add_release(REPO, "v1.0", created=world.ago(days=9))
+    later = [world.fake.add_commit(REPO, f"Later {n}", at=world.ago(days=5, hours=n)) for n in (3, 2, 1)]
+    world.fake.add_release(REPO, "v1.1", created=world.ago(days=4))
+    world.fake.add_commit(REPO, "Not released yet", at=world.ago(days=1))
+
+    releases = releases_by_tag(world)
+    assert released(releases["v1.1"]) == later  # oldest first, neither v1.0's commits nor unreleased ones
+    assert releases["v1.1"].fields["previous_tag"] == "v1.0"
+    assert {link.description for link in releases["v1.1"].links} == {"released since v1.0"}
+    assert released(releases["v1.0"]) == first[::-1]  # the first release: its tag's whole history
+    assert releases["v1.0"].fields["previous_tag"] is None
+    (compare,) = [url for _, url, _ in world.transport.exchanges if "/compare/" in url.path]
+    assert compare.path == f"/repos/{REPO}/compare/v1.0...v1.1" and compare.params["per_page"] == "100"
+
+    assert world.sync().outcome == "success"
+    shipped = ArtifactLink.objects.filter(kind=LinkKind.RELEASED_IN, target__key="v1.1")
+    assert set(shipped.values_list("source__key", flat=True)) == set(later)
+
+
+def test_releases_are_ordered_by_created_at_not_by_listing_and_drafts_are_skipped(world):
+    base = world.fake.add_commit(REPO, "Base", at=world.ago(days=10))
+    world.fake.add_release(REPO, "v1", created=world.ago(days=9))
+    middle = world.fake.add_commit(REPO, "Middle", at=world.ago(days=8))
+    world.fake.add_release(REPO, "v2-rc1", created=world.ago(days=7), prerelease=True)
+    world.fake.add_release(REPO, "v2-draft", target_commitish=middle, created=world.ago(days=6), draft=True)
+    top = world.fake.add_commit(REPO, "Top", at=world.ago(days=5))
+    world.fake.add_release(REPO, "v2", target_commitish=top, created=world.ago(days=4))
+    releases = releases_by_tag(world)
+    assert released(releases["v1"]) == [base]
+    assert released(releases["v2-rc1"]) == [middle]  # a prerelease is a previous release too
+    assert released(releases["v2"]) == [top]  # the target link, not repeated by the range
+    assert releases["v2"].fields["previous_tag"] == "v2-rc1"
+    assert released(releases["v2-draft"]) == [middle]  # a draft: only its full-SHA target, as before
+    assert "previous_tag" not in releases["v2-draft"].fields
+
+
+def test_a_first_release_links_only_its_target_with_the_target_option(db):
+    world = make_world(first_release="target")
+    world.fake.add_commit(REPO, "Old", at=world.ago(days=3))
+    tagged = world.fake.add_commit(REPO, "Tagged", at=world.ago(days=2))
+    world.fake.add_release(REPO, "v1", created=world.ago(days=1))
+    (release,) = releases_by_tag(world).values()
+    assert released(release) == [tagged] and release.fields["previous_tag"] is None
+    assert [url.path for _, url, _ in world.transport.exchanges][-1] == f"/repos/{REPO}/commits/v1"
+
+
+def test_an_unknown_first_release_option_is_a_bad_request(db):
+    world = make_world(first_release="everything")
+    with pytest.raises(BadRequest, match="first_release"):
+        world.connector()
+
+
+def test_only_releases_changed_since_read_their_range_against_any_earlier_release(world):
+    world.fake.add_commit(REPO, "Old", at=world.ago(days=10))
+    world.fake.add_release(REPO, "v1", created=world.ago(days=9))
+    new = world.fake.add_commit(REPO, "New", at=world.ago(hours=3))
+    world.fake.add_release(REPO, "v2", created=world.ago(hours=2))
+    releases = releases_by_tag(world, since=world.ago(hours=2))
+    assert list(releases) == ["v2"] and released(releases["v2"]) == [new]
+    assert world.fake.requests["GET compare"] == 1 and world.fake.requests["GET commits"] == 0
+
+
+def test_compare_pages_are_followed_and_every_commit_is_linked(world):
+    world.fake.add_commit(REPO, "Base", at=world.ago(days=10))
+    world.fake.add_release(REPO, "v1", created=world.ago(days=9))
+    shas = [world.fake.add_commit(REPO, f"Work {n}", at=world.ago(days=8, minutes=-n)) for n in range(260)]
+    world.fake.add_release(REPO, "v2", created=world.ago(days=1))
+    release = world.connector().read_item("v2", ScopeSpec(REPO))
+    assert released(release) == shas and release.fields["released_commit_shas"] == shas
+    pages = [url for _, url, _ in world.transport.exchanges if "/compare/" in url.path]
+    assert [url.params.get("page", "1") for url in pages] == ["1", "2", "3"]
+    assert pages[1].path.startswith("/repositories/")  # the Link header, followed verbatim
+
+
+class ShortCompare(httpx.BaseTransport):
+    """The fake, but comparisons claim one more commit than they list and offer no next page."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def handle_request(self, request):
+        response = self.inner.handle_request(request)
+        if "/compare/" not in request.url.path:
+            return response
+        response.read()
+        body = response.json()
+        body["total_commits"] += 1
+        return httpx.Response(response.status_code, json=body, request=request)
+
+
+def test_a_comparison_listing_fewer_than_its_total_is_a_failure_not_a_silent_cut(world):
+    world.fake.add_commit(REPO, "Base", at=world.ago(days=10))
+    world.fake.add_release(REPO, "v1", created=world.ago(days=9))
+    world.fake.add_commit(REPO, "Work", at=world.ago(days=8))
+    world.fake.add_release(REPO, "v2", created=world.ago(days=7))
+    world.transport = ShortCompare(world.transport)
+    pages = read_all(world.connector(), query=f"{REPO}:releases")
+    assert [item.key for item in items_of(pages)] == ["v1"]
+    (failure,) = [failure for page in pages for failure in page.failures]
+    assert failure.key == "v2" and "listed 1 of 2 commits" in failure.message
+
+
+def test_a_release_whose_tags_cannot_be_resolved_is_a_failure_and_the_others_land(world):
+    world.fake.add_release(REPO, "v0", created=world.ago(days=20))  # made before any commit: no tag
+    world.fake.add_commit(REPO, "Work", at=world.ago(days=10))
+    world.fake.add_release(REPO, "v1", created=world.ago(days=9))
+    world.fake.add_issue(REPO, "Bug", created=world.ago(days=1))
+    pages = read_all(world.connector(), query=f"{REPO}:issues,releases")
+    assert sorted(item.key for item in items_of(pages)) == [f"{REPO}#1"]
+    failures = {failure.key: failure.message for page in pages for failure in page.failures}
+    assert set(failures) == {"v0", "v1"} and all("404" in message for message in failures.values())
