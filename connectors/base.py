@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from connectors.client import RateLimiter
 from connectors.exceptions import ConnectorError
 
 
@@ -56,6 +57,17 @@ class Installation:
     options: Mapping[str, str] = field(default_factory=dict)
     transport: httpx.BaseTransport | None = None  # tests and the benchmark put an in-process fake here
     requests_per_second: float | None = None
+
+    def http_options(self) -> dict[str, Any]:
+        """The HttpClient settings every provider takes from its installation."""
+        options: dict[str, Any] = {
+            "transport": self.transport,
+            "rate_limiter": RateLimiter(self.requests_per_second) if self.requests_per_second else None,
+        }
+        if self.sleep:
+            options["sleep"] = self.sleep
+        return options
+
     sleep: Callable[[float], None] | None = None  # tests make waiting instant
 
 

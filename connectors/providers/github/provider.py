@@ -49,7 +49,7 @@ from connectors.base import (
     ToolItem,
     register_connector,
 )
-from connectors.client import HttpClient, RateLimiter
+from connectors.client import HttpClient
 from connectors.exceptions import AuthError, BadPayload, BadRequest, NotFound
 from connectors.providers.github.items import (
     CLOSED,
@@ -156,11 +156,7 @@ class GitHubConnector(Connector):
                 "X-GitHub-Api-Version": API_VERSION,
                 "User-Agent": USER_AGENT,
             },
-            transport=installation.transport,
-            rate_limiter=RateLimiter(installation.requests_per_second)
-            if installation.requests_per_second
-            else None,
-            **({"sleep": installation.sleep} if installation.sleep else {}),
+            **installation.http_options(),
         )
 
     def close(self) -> None:

@@ -52,7 +52,7 @@ from connectors.base import (
     ToolLink,
     register_connector,
 )
-from connectors.client import DEFAULT_MAX_PAGES, HttpClient, RateLimiter
+from connectors.client import DEFAULT_MAX_PAGES, HttpClient
 from connectors.exceptions import AuthError, BadPayload, BadRequest, NotFound, PageLimitExceeded
 from connectors.providers.gitlab.items import (
     CLOSED,
@@ -131,11 +131,7 @@ class GitLabConnector(Connector):
         self.http = HttpClient(
             self.web_base + "/api/v4/",
             headers={"PRIVATE-TOKEN": token},
-            transport=installation.transport,
-            rate_limiter=RateLimiter(installation.requests_per_second)
-            if installation.requests_per_second
-            else None,
-            **({"sleep": installation.sleep} if installation.sleep else {}),
+            **installation.http_options(),
         )
         self._projects: dict[str, dict[str, Any]] = {}
         self.now: Callable[[], datetime] = lambda: datetime.now(UTC)  # caps future-dated commits

@@ -39,7 +39,7 @@ from connectors.base import (
     ToolItem,
     register_connector,
 )
-from connectors.client import HttpClient, RateLimiter
+from connectors.client import HttpClient
 from connectors.exceptions import AuthError, BadPayload, BadRequest, NotFound
 from connectors.providers.jenkins.items import (
     BUILD,
@@ -146,11 +146,7 @@ class JenkinsConnector(Connector):
         self.http = HttpClient(
             self.base_url + "/",
             auth=httpx.BasicAuth(credentials["username"], credentials["api_token"]),
-            transport=installation.transport,
-            rate_limiter=RateLimiter(installation.requests_per_second)
-            if installation.requests_per_second
-            else None,
-            **({"sleep": installation.sleep} if installation.sleep else {}),
+            **installation.http_options(),
         )
 
     def close(self) -> None:

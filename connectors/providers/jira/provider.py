@@ -20,7 +20,7 @@ from connectors.base import (
     ToolLink,
     register_connector,
 )
-from connectors.client import HttpClient, RateLimiter
+from connectors.client import HttpClient
 from connectors.exceptions import AuthError, BadPayload, BadRequest
 from connectors.providers.jira.items import DEFAULT_EPIC_LINK_FIELD, issue_to_item, scope_jql
 
@@ -79,11 +79,7 @@ class JiraConnector(Connector):
         self.http = HttpClient(
             installation.base_url.rstrip("/") + "/",
             auth=self._auth(),
-            transport=installation.transport,
-            rate_limiter=RateLimiter(installation.requests_per_second)
-            if installation.requests_per_second
-            else None,
-            **({"sleep": installation.sleep} if installation.sleep else {}),
+            **installation.http_options(),
         )
 
     def _auth(self) -> httpx.Auth:

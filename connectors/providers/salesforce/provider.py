@@ -36,7 +36,7 @@ from connectors.base import (
     ToolItem,
     register_connector,
 )
-from connectors.client import HttpClient, RateLimiter
+from connectors.client import HttpClient
 from connectors.exceptions import AuthError, BadPayload, BadRequest, NotFound
 from connectors.providers.salesforce.records import (
     CASE_TYPE,
@@ -204,10 +204,7 @@ class SalesforceConnector(Connector):
         credentials = installation.credentials
         if not credentials.get("client_id") or not credentials.get("client_secret"):
             raise AuthError("Salesforce needs the connected app's consumer key and secret")
-        limiter = RateLimiter(installation.requests_per_second) if installation.requests_per_second else None
-        common: dict[str, Any] = {"transport": installation.transport, "rate_limiter": limiter}
-        if installation.sleep:
-            common["sleep"] = installation.sleep
+        common = installation.http_options()
         base = installation.base_url.rstrip("/") + "/"
         self.session = SalesforceSession(self._log_in)
         self.instance_url = ""

@@ -51,7 +51,7 @@ from connectors.base import (
     ToolLink,
     register_connector,
 )
-from connectors.client import HttpClient, RateLimiter
+from connectors.client import HttpClient
 from connectors.exceptions import AuthError, BadPayload, BadRequest, ConnectorError
 from connectors.providers.targetprocess.items import (
     DEFAULT_TYPES,
@@ -117,11 +117,7 @@ class TargetprocessConnector(Connector):
             installation.base_url.rstrip("/") + "/",
             auth=auth,
             secrets=secrets,
-            transport=installation.transport,
-            rate_limiter=RateLimiter(installation.requests_per_second)
-            if installation.requests_per_second
-            else None,
-            **({"sleep": installation.sleep} if installation.sleep else {}),
+            **installation.http_options(),
         )
 
     def _auth(self) -> tuple[httpx.Auth, list[str]]:

@@ -49,7 +49,7 @@ from connectors.base import (
     ToolLink,
     register_connector,
 )
-from connectors.client import DEFAULT_MAX_PAGES, HttpClient, RateLimiter
+from connectors.client import DEFAULT_MAX_PAGES, HttpClient
 from connectors.exceptions import (
     AuthError,
     BadPayload,
@@ -105,11 +105,7 @@ class ZendeskConnector(Connector):
         self.http = HttpClient(
             installation.base_url.rstrip("/") + "/api/v2/",
             auth=self._auth(),
-            transport=installation.transport,
-            rate_limiter=RateLimiter(installation.requests_per_second)
-            if installation.requests_per_second
-            else None,
-            **({"sleep": installation.sleep} if installation.sleep else {}),
+            **installation.http_options(),
         )
 
     def _auth(self) -> httpx.Auth:
