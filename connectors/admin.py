@@ -50,7 +50,7 @@ from connectors.admin_forms import (
     tool_connection_form_for,
     unmapped_status_of,
 )
-from connectors.base import RegistryError, registered_connectors
+from connectors.base import Feature, RegistryError, registered_connectors
 from connectors.csv_import import COLUMN_HELP, CSV_KIND, EXAMPLE, MAX_BYTES, CsvImportError, csv_import
 from connectors.exceptions import ConnectorError
 from connectors.models import (
@@ -64,6 +64,7 @@ from connectors.models import (
     SyncTrigger,
     ToolConnection,
     TypeMapping,
+    WebhookDelivery,
 )
 from vsm.admin import HoldsArtifactsAdmin, ReadOnlyTabularInline
 
@@ -78,6 +79,10 @@ def enqueue_on_commit(task, *args) -> None:
     # robust: a broker that is down (or an in-process task that fails) must not turn into a 500 here;
     # the failure is logged, and a sync records its own failed run.
     transaction.on_commit(partial(task.delay, *args), robust=True)
+
+
+def webhook_path(connection: ToolConnection) -> str:
+    return reverse("connectors:webhook", args=[connection.pk])
 
 
 def when(moment) -> str:
@@ -166,7 +171,14 @@ class ToolConnectionAdmin(ObjectActionsMixin, HoldsArtifactsAdmin):
     list_select_related = ["partner"]
     search_fields = ["name", "base_url"]
     autocomplete_fields = ["partner"]
-    readonly_fields = ["credential_states", "health", "last_success_at", "last_error_at", "last_error"]
+    readonly_fields = [
+        "credential_states",
+        "health",
+        "last_success_at",
+        "last_error_at",
+        "last_error",
+        "webhook_url",
+    ]
     actions = ["check_connection"]
 
     def get_queryset(self, request):
@@ -210,11 +222,23 @@ class ToolConnectionAdmin(ObjectActionsMixin, HoldsArtifactsAdmin):
                 "Write-only: stored values are never shown. Leave a box empty to keep the stored value."
             )
             fieldsets.append(("Credentials", {"fields": credentials, "description": description}))
+        if obj is not None and form.connector is not None and Feature.WEBHOOKS in form.connector.features:
+            description = (
+                "Point the tool's webhook here (POST, JSON), with the secret stored above as “Webhook "
+                "secret”: deliveries without a valid signature, or before a secret is stored, are refused."
+            )
+            fieldsets.append(("Webhook", {"fields": ["webhook_url"], "description": description}))
         if obj is not None:
             fieldsets.append(
                 ("Health", {"fields": ["health", "last_success_at", "last_error_at", "last_error"]})
             )
         return fieldsets
+
+    def get_object(self, request, object_id, from_field=None):
+        connection = super().get_object(request, object_id, from_field)
+        if connection is not None:  # the hook URL on the address this site is reached at
+            connection.hook_url = request.build_absolute_uri(webhook_path(connection))
+        return connection
 
     def save_model(self, request, obj, form, change):
         save_changed_columns(obj, form.changed_model_fields() if change else [], change)
@@ -252,6 +276,12 @@ class ToolConnectionAdmin(ObjectActionsMixin, HoldsArtifactsAdmin):
     @admin.display(description="stored credentials")
     def credential_states(self, connection: ToolConnection) -> str:
         return credential_states(connection)
+
+    @admin.display(description="hook URL")
+    def webhook_url(self, connection: ToolConnection) -> str:
+        url = getattr(connection, "hook_url", "") or webhook_path(connection)
+        deliveries = changelist_url(WebhookDelivery, connection__id__exact=connection.pk)
+        return format_html('<code>{}</code> (<a href="{}">deliveries received</a>)', url, deliveries)
 
     @admin.action(description="Test connection", permissions=["change"])
     def check_connection(self, request, queryset):
@@ -794,3 +824,36 @@ class PendingLinkAdmin(ReadOnlyAdmin):
     search_fields = ["target_key", "source__key"]
     autocomplete_fields = ["source", "target_connection"]
     show_full_result_count = False
+
+
+class ProcessedFilter(admin.SimpleListFilter):
+    title = "processed"
+    parameter_name = "processed"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "processed"), ("no", "queued")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(processed_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(processed_at__isnull=True)
+        return queryset
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    """What tools pushed to /hooks/<connection id>/: recorded once per delivery id, then read again."""
+
+    list_display = ["received_at", "connection", "event", "keys", "processed_at", "delivery_id"]
+    list_filter = [ProcessedFilter, "connection", "event"]
+    list_select_related = ["connection"]
+    search_fields = ["=delivery_id", "event", "item_keys", "message"]
+    autocomplete_fields = ["connection"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    fields = ["connection", "event", "delivery_id", "item_keys", "received_at", "processed_at", "message"]
+
+    @admin.display(description="items")
+    def keys(self, delivery: WebhookDelivery) -> str:
+        return Truncator(", ".join(str(key) for key in delivery.item_keys or [])).chars(MESSAGE_PREVIEW_CHARS)

@@ -146,6 +146,42 @@ class ItemRef:
     key: str
 
 
+@dataclass(frozen=True)
+class WebhookEvent:
+    """What a verified webhook delivery is about, as a provider reads it from the tool's payload.
+
+    `delivery_id` is the tool's id of the delivery, stable across the tool's retries ("" when the tool
+    sends none: the receiver then uses a hash of the body); `event` is the tool's event name;
+    `item_keys` are the keys of the items to read again (as `read_item` takes them).
+    """
+
+    delivery_id: str
+    event: str
+    item_keys: tuple[str, ...] = ()
+
+
+# The per-connection secret a tool signs its webhook deliveries with (or, for GitLab, sends as a token).
+# Providers that receive webhooks list it among their credential fields, so it is stored encrypted with
+# the other credentials and entered through the same write-only admin form.
+WEBHOOK_CREDENTIAL = "webhook_secret"
+WEBHOOK_SECRET_FIELD = CredentialField(
+    WEBHOOK_CREDENTIAL,
+    "Webhook secret",
+    required=False,
+    help_text="The secret set on the tool's webhook for this connection; deliveries to /hooks/<id>/ are "
+    "refused until it is stored.",
+)
+
+
+def webhook_header(headers: Mapping[str, str], name: str) -> str:
+    """A request header by name, ignoring case (Django's request.headers already does; a dict may not)."""
+    value = headers.get(name)
+    if value is None:
+        folded = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == folded), None)
+    return str(value or "").strip()
+
+
 class Connector:
     """Base of every provider. Subclasses declare the class attributes and implement what they support."""
 
@@ -192,6 +228,18 @@ class Connector:
 
     def close(self) -> None:
         """Release the provider's HTTP connections."""
+
+    # Webhooks (providers with Feature.WEBHOOKS override both; they never touch the ORM or the network)
+    @classmethod
+    def verify_webhook(cls, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+        """Whether the delivery comes from the tool: its signature over the raw `body`, checked in
+        constant time against `secret`. Called before the body is parsed; never raises."""
+        return False
+
+    @classmethod
+    def webhook_event(cls, headers: Mapping[str, str], payload: Any) -> WebhookEvent | None:
+        """The parsed payload of a verified delivery as a WebhookEvent; None for an event it ignores."""
+        return None
 
 
 class RegistryError(Exception):

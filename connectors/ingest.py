@@ -266,8 +266,11 @@ def mark_missing_as_deleted(scope: Scope, present_ids: Iterable[str]) -> int:
 class PageStore:
     """Writes pages of tool items for one scope and run."""
 
-    def __init__(self, scope: Scope, mappings: MappingSet, run: SyncRun):
+    def __init__(self, scope: Scope, mappings: MappingSet, run: SyncRun, *, advance_cursor: bool = True):
+        """`advance_cursor=False` for items read one by one (a retry, a webhook): the cursor says that
+        everything changed before it is stored, which one item read out of order does not prove."""
         self.scope = scope
+        self.advance_cursor = advance_cursor
         self.connection = scope.connection
         self.mappings = mappings
         self.run = run
@@ -336,7 +339,7 @@ class PageStore:
         self.store_raw([item for item, _ in changed], digests, with_nul, now)
 
         newest = max((item.updated for item in page.items), default=None)
-        if newest is not None:
+        if newest is not None and self.advance_cursor:
             Scope.objects.filter(Q(cursor__isnull=True) | Q(cursor__lt=newest), pk=self.scope.pk).update(
                 cursor=newest
             )

@@ -358,3 +358,34 @@ class LinkRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connection}: {self.name}"
+
+
+class WebhookDelivery(models.Model):
+    """A webhook delivery a connection's tool sent to /hooks/<connection id>/: recorded once, read once.
+
+    `delivery_id` is the tool's id of the delivery, the same on the tool's retries (or `sha256:<hex>` of
+    the body when the tool sends none), so a delivery seen again is answered without doing anything.
+    """
+
+    connection = models.ForeignKey(
+        ToolConnection, on_delete=models.CASCADE, related_name="webhook_deliveries"
+    )
+    delivery_id = models.CharField(max_length=200)
+    event = models.CharField(max_length=100, help_text="The tool's event name, e.g. issues.edited.")
+    item_keys = models.JSONField(default=list, blank=True, help_text="The items the delivery names.")
+    received_at = models.DateTimeField()
+    processed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its items were read again; empty while queued."
+    )
+    message = models.TextField(blank=True, help_text="What reading its items again left to say.")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "delivery_id"], name="webhook_delivery_unique"),
+        ]
+        indexes = [models.Index(fields=["connection", "-received_at"], name="webhookdelivery_received")]
+
+    def __str__(self) -> str:
+        return f"{self.connection}: {self.event} {self.delivery_id}"

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from itertools import islice
 
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -12,7 +13,15 @@ from connectors.base import Page
 from connectors.exceptions import ConnectorError
 from connectors.ingest import PageStore, connection_record_health, scope_spec_for
 from connectors.mappings import MappingError, NormalisedItem, normalise
-from connectors.models import Scope, SyncError, SyncRun, SyncTrigger, ToolConnection
+from connectors.models import (
+    Scope,
+    SyncError,
+    SyncOutcome,
+    SyncRun,
+    SyncTrigger,
+    ToolConnection,
+    WebhookDelivery,
+)
 from connectors.selectors import connector_instance, load_mapping_set
 
 SCOPE_SYNC_TASK = "connectors.tasks.scope_sync_task"
@@ -102,30 +111,108 @@ def sync_error_resolve(error: SyncError) -> None:
     SyncError.objects.filter(pk=error.pk, resolved_at__isnull=True).update(resolved_at=timezone.now())
 
 
+def scope_items_reread(scope: Scope, keys: list[str], *, trigger: str, transport=None, sleep=None) -> SyncRun:
+    """Read these items of the scope again and store them, under one run of `trigger`.
+
+    An item that cannot be read is named in the run's message and the others are still stored; the
+    run is a success when every item was read and stored, partial when some were, failed when none.
+    Building the connector (e.g. missing credentials) raises before any run is recorded.
+    """
+    connector = connector_instance(scope.connection, transport=transport, sleep=sleep)
+    run = SyncRun.objects.create(scope=scope, trigger=trigger, started_at=timezone.now())
+    problems: list[str] = []
+    items = []
+    try:
+        mappings = load_mapping_set(scope.connection)
+        spec = scope_spec_for(scope, mappings)
+        for key in keys:
+            try:
+                items.append(connector.read_item(key, spec))
+            except ConnectorError as failure:
+                problems.append(f"{key}: {failure}" if len(keys) > 1 else str(failure))
+        if items:
+            PageStore(scope, mappings, run, advance_cursor=False).save_page(Page(items=items))
+    except Exception as error:
+        SyncRun.objects.filter(pk=run.pk).update(
+            outcome=SyncOutcome.FAILED,
+            finished_at=timezone.now(),
+            message=f"unexpected error: {error.__class__.__name__}: {error}"[:4000],
+        )
+        raise
+    finally:
+        connector.close()
+    run.refresh_from_db()
+    if not items:
+        outcome = SyncOutcome.FAILED
+    elif problems or run.failed:
+        outcome = SyncOutcome.PARTIAL
+    else:
+        outcome = SyncOutcome.SUCCESS
+    SyncRun.objects.filter(pk=run.pk).update(
+        outcome=outcome,
+        finished_at=timezone.now(),
+        read=F("read") + len(problems),
+        failed=F("failed") + len(problems),
+        message="; ".join(problems)[:4000],
+    )
+    run.refresh_from_db()
+    return run
+
+
 def sync_error_retry(error: SyncError, *, transport=None) -> bool:
     """Read the item again and store it; resolves the error when it now goes through."""
     scope = error.scope
     if scope is None or not error.item_key:
         return False
-    connector = connector_instance(error.connection, transport=transport)
-    run = SyncRun.objects.create(scope=scope, trigger=SyncTrigger.MANUAL, started_at=timezone.now())
-    try:
-        mappings = load_mapping_set(error.connection)
-        store = PageStore(scope, mappings, run)
-        item = connector.read_item(error.item_key, scope_spec_for(scope, mappings))
-        store.save_page(Page(items=[item]))
-    except ConnectorError as failure:
-        SyncRun.objects.filter(pk=run.pk).update(
-            outcome="failed", finished_at=timezone.now(), message=str(failure)
-        )
-        return False
-    finally:
-        connector.close()
-    run.refresh_from_db()
-    succeeded = run.failed == 0
-    SyncRun.objects.filter(pk=run.pk).update(
-        outcome="success" if succeeded else "partial", finished_at=timezone.now()
-    )
+    run = scope_items_reread(scope, [error.item_key], trigger=SyncTrigger.MANUAL, transport=transport)
+    succeeded = run.outcome == SyncOutcome.SUCCESS
     if succeeded:
         sync_error_resolve(error)
     return succeeded
+
+
+def webhook_scope_for(connection: ToolConnection, key: str) -> Scope | None:
+    """The enabled scope that stored the item before, else the connection's first enabled scope."""
+    enabled = Scope.objects.filter(connection=connection, enabled=True).select_related("connection")
+    # Jira names link ends by issue id: a key or a native id finds the scope that stored the item.
+    stored = enabled.filter(Q(raw_records__key=key) | Q(raw_records__external_id=key)).order_by("pk").first()
+    return stored or enabled.order_by("pk").first()
+
+
+def webhook_delivery_process(delivery: WebhookDelivery, *, transport=None, sleep=None) -> list[SyncRun]:
+    """Read the delivery's items again and store them (one webhook run per scope); mark it processed.
+
+    Reading an item again is idempotent, so a task that runs twice (a worker lost mid-way) does no harm;
+    a delivery already processed is left alone. The scope's cursor does not move: the scheduled sync
+    stays the safety net, and picks up whatever cannot be read now; the delivery's message says what
+    happened.
+    """
+    if delivery.processed_at is not None:
+        return []
+    connection = delivery.connection
+    by_scope: dict[int, tuple[Scope, list[str]]] = {}
+    unscoped = []
+    for key in dict.fromkeys(delivery.item_keys or []):
+        scope = webhook_scope_for(connection, key)
+        if scope is None:
+            unscoped.append(key)
+        else:
+            by_scope.setdefault(scope.pk, (scope, []))[1].append(key)
+    runs, notes = [], []
+    if unscoped:
+        notes.append(f"no enabled scope of {connection} to store {', '.join(unscoped)} in")
+    for scope, keys in by_scope.values():
+        try:
+            run = scope_items_reread(
+                scope, keys, trigger=SyncTrigger.WEBHOOK, transport=transport, sleep=sleep
+            )
+        except ConnectorError as error:
+            notes.append(f"{scope}: {error}")
+            continue
+        runs.append(run)
+        if run.outcome != SyncOutcome.SUCCESS:
+            notes.append(f"{scope}: {run.get_outcome_display()}{f': {run.message}' if run.message else ''}")
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        processed_at=timezone.now(), message="\n".join(notes)[:4000]
+    )
+    return runs

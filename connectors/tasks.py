@@ -1,7 +1,7 @@
 from celery import shared_task
 
 from connectors import ingest, links, services
-from connectors.models import SyncError, SyncTrigger, ToolConnection
+from connectors.models import SyncError, SyncTrigger, ToolConnection, WebhookDelivery
 
 
 @shared_task(acks_late=True)
@@ -31,3 +31,12 @@ def connection_relink_task(connection_id: int) -> dict:
         return {}
     stats = links.relink_connection(connection)
     return {"references": stats.references, "linked": stats.linked, "pending": stats.pending}
+
+
+@shared_task(acks_late=True)
+def webhook_delivery_task(webhook_delivery_id: int) -> dict:
+    delivery = WebhookDelivery.objects.select_related("connection").filter(pk=webhook_delivery_id).first()
+    if delivery is None or delivery.processed_at is not None:
+        return {}
+    runs = services.webhook_delivery_process(delivery)
+    return {"runs": [run.pk for run in runs]}

@@ -5,5 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("vsm.api.urls")),
+    path("hooks/", include("connectors.urls")),
     path("", include("vsm.portal.urls")),
 ]

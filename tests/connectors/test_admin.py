@@ -31,6 +31,7 @@ from connectors.models import (
     SyncRun,
     ToolConnection,
     TypeMapping,
+    WebhookDelivery,
 )
 from connectors.selectors import load_mapping_set
 from tests.factories import (
@@ -315,6 +316,17 @@ def pending_link_rows(count: int) -> None:
         )
 
 
+def webhook_delivery_rows(count: int) -> None:
+    for n, tool_connection in enumerate(ToolConnectionFactory.create_batch(count)):
+        WebhookDelivery.objects.create(
+            connection=tool_connection,
+            delivery_id=f"delivery-{tool_connection.pk}",
+            event="jira:issue_updated",
+            item_keys=[f"ABC-{n}"],
+            received_at=BASE_TIME + timedelta(minutes=n),
+        )
+
+
 ROW_BUILDERS = {
     ToolConnection: connection_rows,
     Scope: scope_rows,
@@ -326,10 +338,11 @@ ROW_BUILDERS = {
     RawRecord: raw_record_rows,
     PendingLink: pending_link_rows,
     LinkRule: lambda count: LinkRuleFactory.create_batch(count),
+    WebhookDelivery: webhook_delivery_rows,
 }
 CONNECTOR_MODELS = list(ROW_BUILDERS)
 EDITABLE_MODELS = [ToolConnection, Scope, TypeMapping, StatusMapping, FieldMapping]
-RECORD_MODELS = [SyncRun, SyncError, RawRecord, PendingLink]
+RECORD_MODELS = [SyncRun, SyncError, RawRecord, PendingLink, WebhookDelivery]
 
 
 def model_id(model) -> str:

@@ -30,7 +30,7 @@ issues, pulls, commits, releases, comma-separated) reads only those.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -38,6 +38,7 @@ from urllib.parse import quote
 import httpx
 
 from connectors.base import (
+    WEBHOOK_SECRET_FIELD,
     Connector,
     CredentialField,
     Feature,
@@ -47,10 +48,12 @@ from connectors.base import (
     Page,
     ScopeSpec,
     ToolItem,
+    WebhookEvent,
     register_connector,
 )
 from connectors.client import HttpClient
 from connectors.exceptions import AuthError, BadPayload, BadRequest, NotFound
+from connectors.providers.github import webhooks
 from connectors.providers.github.items import (
     CLOSED,
     FULL_SHA,
@@ -100,6 +103,7 @@ class GitHubConnector(Connector):
             help_text="A fine-grained or classic personal access token, or an app installation token, "
             "that can read the repository's issues, pull requests and contents (and write issues).",
         ),
+        WEBHOOK_SECRET_FIELD,
     )
     option_fields: ClassVar = (
         OptionField(
@@ -126,7 +130,7 @@ class GitHubConnector(Connector):
         ),
     )
     artifact_types = ("Issue", "PullRequest", "Commit", "Release")
-    features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS})
+    features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS, Feature.WEBHOOKS})
     query_help = (
         "owner/repo, optionally with what to read: owner/repo:issues,pulls,commits,releases (default: all)."
     )
@@ -161,6 +165,16 @@ class GitHubConnector(Connector):
 
     def close(self) -> None:
         self.http.close()
+
+    # Webhooks (connectors/providers/github/webhooks.py)
+
+    @classmethod
+    def verify_webhook(cls, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+        return webhooks.verify(headers, body, secret)
+
+    @classmethod
+    def webhook_event(cls, headers: Mapping[str, str], payload: Any) -> WebhookEvent | None:
+        return webhooks.event_of(headers, payload)
 
     # Reading
 

@@ -32,7 +32,7 @@ Limits, documented rather than hidden
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -40,6 +40,7 @@ from urllib.parse import quote
 import httpx
 
 from connectors.base import (
+    WEBHOOK_SECRET_FIELD,
     Connector,
     CredentialField,
     Feature,
@@ -50,10 +51,12 @@ from connectors.base import (
     ScopeSpec,
     ToolItem,
     ToolLink,
+    WebhookEvent,
     register_connector,
 )
 from connectors.client import DEFAULT_MAX_PAGES, HttpClient
 from connectors.exceptions import AuthError, BadPayload, BadRequest, NotFound, PageLimitExceeded
+from connectors.providers.gitlab import webhooks
 from connectors.providers.gitlab.items import (
     CLOSED,
     DEPLOYMENT_KEY,
@@ -94,6 +97,7 @@ class GitLabConnector(Connector):
             "Access token",
             help_text="A personal, project or group access token: read_api to read, api to write issues.",
         ),
+        WEBHOOK_SECRET_FIELD,
     )
     option_fields: ClassVar = (
         OptionField(
@@ -113,7 +117,7 @@ class GitLabConnector(Connector):
         ),
     )
     artifact_types = (*ISSUE_TYPE_NAMES.values(), "MergeRequest", "Commit", "Pipeline", "Deployment")
-    features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS})
+    features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS, Feature.WEBHOOKS})
     query_help = (
         "A project path (group/project) or id, optionally with the lists to read: "
         "group/project:issues,merge_requests,commits,pipelines,deployments."
@@ -138,6 +142,16 @@ class GitLabConnector(Connector):
 
     def close(self) -> None:
         self.http.close()
+
+    # Webhooks (connectors/providers/gitlab/webhooks.py)
+
+    @classmethod
+    def verify_webhook(cls, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+        return webhooks.verify(headers, body, secret)
+
+    @classmethod
+    def webhook_event(cls, headers: Mapping[str, str], payload: Any) -> WebhookEvent | None:
+        return webhooks.event_of(headers, payload)
 
     # Reading
 

@@ -1,6 +1,6 @@
 """Jira Cloud and Data Center: incremental JQL reads with the full changelog, and writes."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 
 from connectors.base import (
+    WEBHOOK_SECRET_FIELD,
     Connector,
     CredentialField,
     Feature,
@@ -18,10 +19,12 @@ from connectors.base import (
     ScopeSpec,
     ToolItem,
     ToolLink,
+    WebhookEvent,
     register_connector,
 )
 from connectors.client import HttpClient
 from connectors.exceptions import AuthError, BadPayload, BadRequest
+from connectors.providers.jira import webhooks
 from connectors.providers.jira.items import DEFAULT_EPIC_LINK_FIELD, issue_to_item, scope_jql
 
 CLOUD = "cloud"
@@ -54,6 +57,7 @@ class JiraConnector(Connector):
         CredentialField("email", "Account email (Cloud)", secret=False, required=False),
         CredentialField("api_token", "API token (Cloud)", required=False),
         CredentialField("personal_access_token", "Personal access token (Data Center)", required=False),
+        WEBHOOK_SECRET_FIELD,
     )
     option_fields: ClassVar = (
         OptionField("flavour", "Flavour", choices=(CLOUD, DATA_CENTER), default=CLOUD),
@@ -94,6 +98,16 @@ class JiraConnector(Connector):
 
     def close(self) -> None:
         self.http.close()
+
+    # Webhooks (connectors/providers/jira/webhooks.py)
+
+    @classmethod
+    def verify_webhook(cls, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+        return webhooks.verify(headers, body, secret)
+
+    @classmethod
+    def webhook_event(cls, headers: Mapping[str, str], payload: Any) -> WebhookEvent | None:
+        return webhooks.event_of(headers, payload)
 
     # Reading
 

@@ -29,7 +29,7 @@ Items
 """
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import httpx
 
 from connectors.base import (
+    WEBHOOK_SECRET_FIELD,
     Connector,
     CredentialField,
     Feature,
@@ -47,6 +48,7 @@ from connectors.base import (
     ScopeSpec,
     ToolItem,
     ToolLink,
+    WebhookEvent,
     register_connector,
 )
 from connectors.client import DEFAULT_MAX_PAGES, HttpClient
@@ -58,6 +60,7 @@ from connectors.exceptions import (
     NotFound,
     PageLimitExceeded,
 )
+from connectors.providers.zendesk import webhooks
 from connectors.providers.zendesk.items import (
     ITEM_TYPE,
     STATUSES,
@@ -83,6 +86,7 @@ class ZendeskConnector(Connector):
     credential_fields: ClassVar = (
         CredentialField("email", "Agent email", secret=False),
         CredentialField("api_token", "API token"),
+        WEBHOOK_SECRET_FIELD,
     )
     option_fields: ClassVar = (
         OptionField(
@@ -92,7 +96,7 @@ class ZendeskConnector(Connector):
         ),
     )
     artifact_types = (ITEM_TYPE,)
-    features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS})
+    features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS, Feature.WEBHOOKS})
     query_help = (
         "* for every ticket, or terms that must all match: organization:<id or name>, group:<id>, "
         "brand:<id>, form:<id>, type:<question|incident|problem|task>, tag:<tag>."
@@ -116,6 +120,16 @@ class ZendeskConnector(Connector):
 
     def close(self) -> None:
         self.http.close()
+
+    # Webhooks (connectors/providers/zendesk/webhooks.py)
+
+    @classmethod
+    def verify_webhook(cls, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+        return webhooks.verify(headers, body, secret)
+
+    @classmethod
+    def webhook_event(cls, headers: Mapping[str, str], payload: Any) -> WebhookEvent | None:
+        return webhooks.event_of(headers, payload)
 
     # Reading
 
