@@ -79,7 +79,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 # Flow states, the values of vsm.choices.FlowState (not imported: this module stays free of Django).
@@ -106,6 +106,7 @@ FORECAST_MAX_DAYS = 3650
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 Transition = tuple[datetime, str | None, str]
+T = TypeVar("T")  # a flow type: its slug, or its id
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +176,7 @@ class FlowTimeStats:
     p95: float | None
     max: float | None
     histogram: list[tuple[float, float, int]]  # (lower, upper, count), seconds, [lower, upper)
-    outliers: list[tuple[str, float]]  # (key, seconds) above p95, longest first
+    outliers: list[tuple[str | int, float]]  # (key, seconds) above p95, longest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,10 +387,29 @@ def flow_velocity(
 ) -> dict[datetime, dict[str, int]]:
     """Items done per bucket, by flow type; every bucket of the window is present, empty ones as {}."""
     starts, edges = _buckets(window, Bucket(bucket), _zone(tz))
-    counts = [Counter[str]() for _ in starts]
-    for item in done_in(items, window):
-        counts[bisect_right(edges, item.done_at) - 1][item.flow_type] += 1
-    return {start: dict(count) for start, count in zip(starts, counts, strict=True)}
+    done = list(done_in(items, window))
+    return bucket_counts(
+        starts, [bisect_right(edges, item.done_at) - 1 for item in done], [item.flow_type for item in done]
+    )
+
+
+def bucket_counts(
+    starts: Sequence[datetime], indexes: Iterable[int], flow_types: Iterable[str]
+) -> dict[datetime, dict[str, int]]:
+    """Items per bucket by flow type, from each item's bucket index (into starts) and flow type."""
+    counts: list[dict[str, int]] = [{} for _ in starts]
+    # Counted in C, then spread over the buckets in the order first seen: the dicts of a loop.
+    for (index, flow_type), count in Counter(zip(indexes, flow_types, strict=True)).items():
+        counts[index][flow_type] = count
+    return dict(zip(starts, counts, strict=True))
+
+
+def bucket_bounds(
+    start: datetime, end: datetime, bucket: Bucket | str, tz: tzinfo | str
+) -> tuple[list[datetime], list[datetime]]:
+    """The starts (local) of the buckets overlapping [start, end) and their UTC edges, one more than the
+    starts: an instant t of the window is in bucket bisect_right(edges, t) - 1."""
+    return _buckets(Window(start, end), Bucket(bucket), _zone(tz))
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -404,11 +424,18 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 def duration_stats(keyed_seconds: Iterable[tuple[str, float]]) -> FlowTimeStats:
     """Count, mean, percentiles, histogram and outliers of (key, seconds) pairs."""
-    pairs = sorted(keyed_seconds, key=lambda pair: pair[1])
-    if not pairs:
+    pairs = list(keyed_seconds)
+    return duration_stats_of([key for key, _ in pairs], [seconds for _, seconds in pairs])
+
+
+def duration_stats_of(keys: Sequence[str | int], seconds: Sequence[float]) -> FlowTimeStats:
+    """duration_stats of two parallel columns, keys and seconds (no pairs built: the fast path for many
+    items). Outliers come longest first, equal durations in reverse input order."""
+    if not seconds:
         return FlowTimeStats(0, None, None, None, None, None, [], [])
-    values = [seconds for _, seconds in pairs]
+    values = sorted(seconds)
     p95 = percentile(values, 95)
+    above = sorted(((value, index) for index, value in enumerate(seconds) if value > p95), reverse=True)
     return FlowTimeStats(
         count=len(values),
         mean=statistics.fmean(values),
@@ -417,7 +444,7 @@ def duration_stats(keyed_seconds: Iterable[tuple[str, float]]) -> FlowTimeStats:
         p95=p95,
         max=values[-1],
         histogram=_histogram(values),
-        outliers=[(key, seconds) for key, seconds in reversed(pairs) if seconds > p95],
+        outliers=[(keys[index], value) for value, index in above],
     )
 
 
@@ -429,8 +456,16 @@ def flow_time_stats(items: Iterable[ItemFlow], window: Window) -> FlowTimeStats:
 def _histogram(sorted_values: list[float]) -> list[tuple[float, float, int]]:
     width = _histogram_width(sorted_values[-1])
     counts = [0] * (int(sorted_values[-1] // width) + 1)
-    for seconds in sorted_values:
-        counts[int(seconds // width)] += 1
+    if sorted_values[0] >= 0:
+        # Bin i holds i * width <= seconds < (i + 1) * width (float // an integer width is the exact
+        # floor): its end is a bisection into the sorted values, not a pass over them.
+        low = 0
+        for index in range(len(counts)):
+            high = bisect_left(sorted_values, (index + 1) * width, low)
+            counts[index], low = high - low, high
+    else:
+        for seconds in sorted_values:
+            counts[int(seconds // width)] += 1
     return [(index * width, (index + 1) * width, count) for index, count in enumerate(counts)]
 
 
@@ -446,12 +481,28 @@ def flow_efficiency(
 ) -> FlowEfficiency:
     """Time-weighted efficiency, sum(active) / sum(flow time), of the items done in the window."""
     starts, edges = _buckets(window, Bucket(bucket), _zone(tz))
+    done = list(done_in(items, window))
+    return bucket_efficiency(
+        starts,
+        [bisect_right(edges, item.done_at) - 1 for item in done],
+        [item.active_time for item in done],
+        [item.flow_time for item in done],
+    )
+
+
+def bucket_efficiency(
+    starts: Sequence[datetime],
+    indexes: Iterable[int],
+    active_times: Iterable[float],
+    flow_times: Iterable[float],
+) -> FlowEfficiency:
+    """flow_efficiency from each item's bucket index (into starts), active time and flow time. The sums
+    run in the order given, so the same items in the same order give the same floats."""
     active = [0.0] * len(starts)
     flow = [0.0] * len(starts)
-    for item in done_in(items, window):
-        index = bisect_right(edges, item.done_at) - 1
-        active[index] += item.active_time
-        flow[index] += item.flow_time
+    for index, active_time, flow_time in zip(indexes, active_times, flow_times, strict=True):
+        active[index] += active_time
+        flow[index] += flow_time
     return FlowEfficiency(
         overall=_ratio(sum(active), sum(flow)),
         by_bucket={start: _ratio(a, f) for start, a, f in zip(starts, active, flow, strict=True)},
@@ -466,23 +517,44 @@ def flow_load(
     ledgers: Iterable[ItemLedger], days: Iterable[date], tz: tzinfo | str
 ) -> dict[date, dict[str, int]]:
     """Items in Active or Waiting at the end of each local day (next local midnight), by flow type."""
+    return flow_load_of_spans(
+        (
+            (
+                ledger.flow_type,
+                [
+                    (start, end)
+                    for state, start, end in state_intervals(ledger, _END_OF_TIME)
+                    if state in IN_PROGRESS
+                ],
+            )
+            for ledger in ledgers
+            if ledger.flow_type is not None
+        ),
+        days,
+        tz,
+    )
+
+
+def flow_load_of_spans(
+    typed_spans: Iterable[tuple[T, Iterable[tuple[datetime, datetime]]]],
+    days: Iterable[date],
+    tz: tzinfo | str,
+) -> dict[date, dict[T, int]]:
+    """flow_load from each item's flow type and its [start, end) intervals in Active or Waiting (adjacent
+    ones merged or not: the same counts)."""
     zone = _zone(tz)
     sample_days = sorted(set(days))
     samples = [_local_midnight(day + timedelta(days=1), zone).astimezone(UTC) for day in sample_days]
     # A difference array per type: +1 at the first sample inside an in-progress interval, -1 after.
-    changes: dict[str, list[int]] = {}
-    for ledger in ledgers:
-        if ledger.flow_type is None:
-            continue
-        for state, start, end in state_intervals(ledger, _END_OF_TIME):
-            if state not in IN_PROGRESS:
-                continue
+    changes: dict[T, list[int]] = {}
+    for flow_type, spans in typed_spans:
+        for start, end in spans:
             first, after = bisect_left(samples, start), bisect_left(samples, end)
             if first < after:
-                type_changes = changes.setdefault(ledger.flow_type, [0] * (len(samples) + 1))
+                type_changes = changes.setdefault(flow_type, [0] * (len(samples) + 1))
                 type_changes[first] += 1
                 type_changes[after] -= 1
-    load: dict[date, dict[str, int]] = {day: {} for day in sample_days}
+    load: dict[date, dict[T, int]] = {day: {} for day in sample_days}
     for flow_type, type_changes in changes.items():
         running = 0
         for day, change in zip(sample_days, type_changes, strict=False):

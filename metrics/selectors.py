@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from django.db.models import Case, DateTimeField, Q, When
+from django.core.exceptions import EmptyResultSet
+from django.db import NotSupportedError, connections
+from django.db.models import Case, DateTimeField, FloatField, Func, IntegerField, Q, Value, When
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import LessThan
 from django.http import Http404
 from django.utils import timezone
 
@@ -24,18 +27,17 @@ from metrics.calculators import (
     DONE,
     Bucket,
     FlowTimeStats,
-    ItemFlow,
     ItemLedger,
     Window,
     allocation_deviation,
-    bucket_starts,
+    bucket_bounds,
+    bucket_counts,
+    bucket_efficiency,
     daily_throughput,
     duration_stats,
+    duration_stats_of,
     flow_distribution,
-    flow_efficiency,
     flow_load,
-    flow_time_stats,
-    flow_velocity,
     monte_carlo_how_many,
     monte_carlo_when,
     total_by_type,
@@ -235,66 +237,137 @@ def load_by_type_id(rollups, days: Sequence[date], zone: ZoneInfo) -> dict[date,
 # --- flow metrics --------------------------------------------------------------------------------------
 
 
-def _done_items(rollups, window: Window, type_slugs: dict[int, str]) -> tuple[list[ItemFlow], dict[int, str]]:
-    """The items done in the window as calculators.ItemFlow (keyed by artifact id), and their keys."""
-    rows = (
-        rollups.filter(done_at__gte=window.start, done_at__lt=window.end)
+class _BucketIndex(Func):
+    """The index i of the bucket [edges[i], edges[i + 1]) holding an instant: bisect_right(edges, t) - 1
+    for a t from edges[0] on (the ascending UTC edges of calculators.bucket_bounds).
+
+    Compared in SQL, instant to instant: no datetime reaches Python. PostgreSQL bisects with
+    width_bucket; elsewhere it is a CASE of the edges.
+    """
+
+    output_field = IntegerField()
+
+    def __init__(self, expression, edges: Sequence[datetime]) -> None:
+        super().__init__(expression)
+        self.edges = list(edges)
+
+    def as_sql(self, compiler, connection, **extra_context):
+        expression = self.get_source_expressions()[0]
+        cases = Case(
+            *(
+                When(LessThan(expression, Value(edge)), then=Value(index))
+                for index, edge in enumerate(self.edges[1:])
+            ),
+            default=Value(len(self.edges) - 1),
+            output_field=IntegerField(),
+        )
+        return compiler.compile(cases)
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        sql, params = compiler.compile(self.get_source_expressions()[0])
+        return f"(width_bucket({sql}, %s::timestamptz[]) - 1)", (*params, self.edges)
+
+
+class _SecondsBetween(Func):
+    """end - start in float seconds, as calculators take them: timedelta.total_seconds(), the exact
+    microseconds rounded once to a float (PostgreSQL: exact numeric epochs; SQLite: integer microseconds).
+    """
+
+    output_field = FloatField()
+
+    def as_sql(self, compiler, connection, **extra_context):
+        raise NotSupportedError(f"_SecondsBetween has no SQL for {connection.vendor}")
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        (start, start_params), (end, end_params) = (
+            compiler.compile(e) for e in self.get_source_expressions()
+        )
+        return f"(django_timestamp_diff({end}, {start}) / 1000000.0)", (*end_params, *start_params)
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        (start, start_params), (end, end_params) = (
+            compiler.compile(e) for e in self.get_source_expressions()
+        )
+        sql = f"(EXTRACT(EPOCH FROM {end}) - EXTRACT(EPOCH FROM {start}))::double precision"
+        return sql, (*end_params, *start_params)
+
+
+@dataclass(frozen=True, slots=True)
+class DoneColumns:
+    """The items done in a window, one column per figure (the rows in artifact id order).
+
+    Plain numbers only: the bucket (an index into the window's buckets) is found in SQL, so fetching
+    100,000 items builds no datetime.
+    """
+
+    artifact_ids: Sequence[int]
+    type_ids: Sequence[int]
+    flow_times: Sequence[float]
+    lead_times: Sequence[float]
+    active_times: Sequence[float]
+    buckets: Sequence[int]
+    flow_times_from_restart: Sequence[float]
+
+    def __len__(self) -> int:
+        return len(self.artifact_ids)
+
+
+def _done_in(rollups, window: Window):
+    return rollups.filter(done_at__gte=window.start, done_at__lt=window.end)
+
+
+def _rows(queryset) -> list[tuple]:
+    """A values_list queryset's rows in one fetch, as the driver gives them: for columns of plain numbers,
+    which need no conversion, and many rows (iterating the queryset fetches 100 at a time)."""
+    try:
+        sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
+    except EmptyResultSet:
+        return []
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _done_columns(rollups, window: Window, edges: Sequence[datetime]) -> DoneColumns:
+    """The items done in the window (edges: the UTC edges of its buckets), one query."""
+    rows = _rows(
+        _done_in(rollups, window)
         .order_by("artifact_id")
         .values_list(
             "artifact_id",
-            "artifact__key",
             "flow_item_type_id",
-            "started_at",
-            "start_inferred",
-            "restarted_at",
-            "done_at",
             "flow_time",
             "lead_time",
             "active_time",
-            "waiting_time",
-            "efficiency",
+            _BucketIndex("done_at", edges),
+            # A done item's restarted_at is set (done_at when it never restarted).
+            _SecondsBetween("restarted_at", "done_at"),
         )
     )
-    items, keys = [], {}
-    for (
-        artifact_id,
-        key,
-        type_id,
-        started_at,
-        start_inferred,
-        restarted_at,
-        done_at,
-        flow_time,
-        lead_time,
-        active_time,
-        waiting_time,
-        efficiency,
-    ) in rows:
-        keys[artifact_id] = key
-        items.append(
-            ItemFlow(
-                key=str(artifact_id),
-                flow_type=type_slugs[type_id],
-                state=DONE,
-                created_at=done_at - timedelta(seconds=lead_time),
-                # A done item that never started has started_at = done_at (calculators.item_flow).
-                started=started_at != done_at,
-                started_at=started_at,
-                start_inferred=start_inferred,
-                restarted_at=restarted_at,
-                done_at=done_at,
-                canceled=False,
-                canceled_at=None,
-                lead_time=lead_time,
-                flow_time=flow_time,
-                flow_time_from_restart=(done_at - restarted_at).total_seconds(),
-                active_time=active_time,
-                waiting_time=waiting_time,
-                efficiency=efficiency,
-                age=None,
-            )
+    columns = list(zip(*rows, strict=True)) or [()] * len(DoneColumns.__slots__)
+    return DoneColumns(*columns)
+
+
+def _outlier_keys(rollups, window: Window, stats: Sequence[FlowTimeStats]) -> dict[int, str]:
+    """The keys of the outliers of these four stats (flow, lead, active time, flow time from restart).
+
+    One query for the items above one p95 or another: the same comparisons of the same floats as in
+    duration_stats, in SQL.
+    """
+    if not any(figures.outliers for figures in stats):
+        return {}
+    flow, lead, active, restart = (figures.p95 for figures in stats)
+    above = (
+        _done_in(rollups, window)
+        .alias(flow_time_from_restart=_SecondsBetween("restarted_at", "done_at"))
+        .filter(
+            Q(flow_time__gt=flow)
+            | Q(lead_time__gt=lead)
+            | Q(active_time__gt=active)
+            | Q(flow_time_from_restart__gt=restart)
         )
-    return items, keys
+    )
+    return dict(above.values_list("artifact_id", "artifact__key"))
 
 
 def _stats_json(stats: FlowTimeStats, keys: dict[int, str]) -> dict:
@@ -364,12 +437,21 @@ def flow_metrics(
     type_order = [slug for _, slug in types]
     rollups = item_rollups_scoped(user, product, flow_type=flow_type, team=team, partner=partner)
 
-    done, keys = _done_items(rollups, instants, type_slugs)
-    velocity = flow_velocity(done, instants, bucket, zone)
-    efficiency = flow_efficiency(done, instants, bucket, zone)
-    canceled = rollups.filter(canceled_at__gte=instants.start, canceled_at__lt=instants.end).count()
+    starts, utc_edges = bucket_bounds(instants.start, instants.end, bucket, zone)
+    done = _done_columns(rollups, instants, utc_edges)
+    velocity = bucket_counts(starts, done.buckets, [type_slugs[type_id] for type_id in done.type_ids])
+    efficiency = bucket_efficiency(starts, done.buckets, done.active_times, done.flow_times)
+    # A canceled item is never done (calculators.item_flow): done_at IS NULL lets the count use the index
+    # on (product, done_at) rather than read every rollup of the product.
+    canceled = rollups.filter(
+        done_at__isnull=True, canceled_at__gte=instants.start, canceled_at__lt=instants.end
+    ).count()
+    stats = [
+        duration_stats_of(done.artifact_ids, seconds)
+        for seconds in (done.flow_times, done.lead_times, done.active_times, done.flow_times_from_restart)
+    ]
+    keys = _outlier_keys(rollups, instants, stats)
 
-    starts = bucket_starts(instants.start, instants.end, bucket, zone)
     edges = [max(start, instants.start) for start in starts] + [instants.end]
     velocity_buckets, efficiency_buckets = [], []
     for index, start in enumerate(starts):
@@ -431,12 +513,12 @@ def flow_metrics(
         },
         "velocity": {"total": len(done), "by_type": done_by_type, "buckets": velocity_buckets},
         "canceled": canceled,
-        "flow_time": _stats_json(flow_time_stats(done, instants), keys),
-        "lead_time": _stats_json(duration_stats((i.key, i.lead_time) for i in done), keys),
-        "active_time": _stats_json(duration_stats((i.key, i.active_time) for i in done), keys),
-        "flow_time_from_restart": _stats_json(
-            duration_stats((i.key, i.flow_time_from_restart) for i in done), keys
-        ),
+        **{
+            name: _stats_json(figures, keys)
+            for name, figures in zip(
+                ("flow_time", "lead_time", "active_time", "flow_time_from_restart"), stats, strict=True
+            )
+        },
         "efficiency": {"overall": efficiency.overall, "buckets": efficiency_buckets},
         "load": {
             "source": "scope" if scoped_load else "product",

@@ -2,7 +2,7 @@
 
 - `item_rollups_refresh(ids)`: ItemFlowRollup rows of those artifacts (calculators.item_flow).
 - `daily_load_refresh(product, days)`: DailyLoadRollup rows of those local days (calculators.flow_load
-  over the items whose Active/Waiting span holds a day's sample instant).
+  over the ItemFlowRollup spans of the items whose Active/Waiting span holds a day's sample instant).
 - `product_rollups_rebuild(product)`: both, for a whole product, streaming in chunks.
 - `rollups_refresh_after_sync(ids)`: the incremental path the ingest engine takes after each page.
 
@@ -24,7 +24,15 @@ from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from metrics.calculators import IN_PROGRESS, Interval, ItemLedger, flow_load, item_flow, state_intervals
+from metrics.calculators import (
+    IN_PROGRESS,
+    Interval,
+    ItemLedger,
+    flow_load,
+    flow_load_of_spans,
+    item_flow,
+    state_intervals,
+)
 from metrics.models import DailyLoadRollup, ItemFlowRollup, ProductRollupState
 from metrics.selectors import (
     CHUNK_SIZE,
@@ -32,8 +40,9 @@ from metrics.selectors import (
     day_range,
     flow_artifact_chunks,
     flow_artifacts,
+    in_progress_between,
     ledgers_of,
-    load_by_type_id,
+    load_sample_instant,
 )
 from vsm.db import bulk_insert, bulk_upsert
 from vsm.models import Artifact, Product
@@ -252,11 +261,29 @@ def _load_rows(product_id: int, load: dict[date, dict[int, int]]) -> list[tuple]
     ]
 
 
+def _load_from_spans(product: Product, days: list[date]) -> dict[date, dict[int, int]]:
+    """Load per day and type id from the product's ItemFlowRollup spans, not the ledgers: the same counts
+    as calculators.flow_load over them, the spans being their Active/Waiting intervals (merged), written
+    before any load refresh reads them."""
+    zone = _zone(product)
+    candidates = in_progress_between(
+        ItemFlowRollup.objects.filter(product=product),
+        load_sample_instant(min(days), zone),
+        load_sample_instant(max(days), zone),
+    ).values_list("flow_item_type_id", "in_progress_from", "in_progress_until", "in_progress_gaps")
+    return flow_load_of_spans(
+        (
+            (type_id, _spans_from_columns(start, until, gaps))
+            for type_id, start, until, gaps in candidates.iterator(chunk_size=CHUNK_SIZE)
+        ),
+        days,
+        zone,
+    )
+
+
 def _load_run_recompute(product: Product, first: date, last: date) -> int:
     """Rewrite the load of every local day from first to last (both included)."""
-    load = load_by_type_id(
-        ItemFlowRollup.objects.filter(product=product), day_range(first, last), _zone(product)
-    )
+    load = _load_from_spans(product, day_range(first, last))
     rows = _load_rows(product.pk, load)
     DailyLoadRollup.objects.filter(product=product, day__gte=first, day__lte=last).delete()
     bulk_insert(DailyLoadRollup, LOAD_ROLLUP_FIELDS, rows)
