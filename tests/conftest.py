@@ -20,8 +20,13 @@ def _answers(url: str, default_port: int) -> bool:
         return False
 
 
+CHROMIUM = "/usr/bin/chromium"
+
+
 def _missing_service(item) -> str | None:
     """Why a test marked as needing a service cannot run here, or None when it can."""
+    if item.get_closest_marker("needs_browser") and not os.access(CHROMIUM, os.X_OK):
+        return f"needs Chromium at {CHROMIUM}: apt-get install chromium"
     needs_worker = item.get_closest_marker("needs_celery_worker") is not None
     if (item.get_closest_marker("needs_postgres") or needs_worker) and connection.vendor != "postgresql":
         return "needs PostgreSQL: set DATABASE_URL=postgres://..."

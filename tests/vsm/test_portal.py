@@ -275,3 +275,176 @@ def test_no_page_runs_a_query_per_row(world, crowd, role, django_assert_max_num_
     assert len(product.context["page"]) == 50
     assert len(artifact.context["transitions"]) == 51
     assert len(artifact.context["links"]) >= 50
+
+
+# --- products overview, flow dashboard, items behind a bucket -----------------------------------------
+
+WINDOW = {"window_start": "2026-01-01", "window_end": "2026-03-31"}
+
+
+@pytest.fixture
+def flow_world(world):
+    """200 flow items in the granted product (40 on partner A's connection), rolled up; 20 in "other"."""
+    from metrics.services import product_rollups_rebuild
+    from tests.factories import ProductTargetFactory, flow_item
+
+    for index in range(200):
+        start = BASE_TIME + timedelta(days=index % 60, hours=index % 7)
+        moves = [(start, FlowState.ACTIVE), (start + timedelta(days=1 + index % 9), FlowState.WAITING)]
+        if index % 4:
+            moves.append((start + timedelta(days=3 + index % 11), FlowState.DONE))
+        conn = world.partner_conn if index % 5 == 0 else world.internal_conn
+        flow_item(
+            world.product,
+            *moves,
+            flow_type=["feature", "defect", "risk", "debt"][index % 4 if index % 3 else 0],
+            connection=conn,
+            key=f"G-{index}",
+        )
+    for index in range(20):
+        start = BASE_TIME + timedelta(days=index)
+        flow_item(
+            world.other_product,
+            (start, FlowState.ACTIVE),
+            (start + timedelta(days=2), FlowState.DONE),
+            connection=world.other_product_conn,
+            key=f"SECRET-{index}",
+        )
+    ProductTargetFactory(product=world.product)
+    now = BASE_TIME + timedelta(days=120)
+    product_rollups_rebuild(world.product, now=now)
+    product_rollups_rebuild(world.other_product, now=now)
+    return world
+
+
+def flow_url(slug, **params):
+    return reverse("portal:flow", args=[slug]) + (
+        "?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""
+    )
+
+
+def test_the_overview_row_has_the_five_metrics_and_the_trend(flow_world):
+    client = client_for(flow_world.owner)
+    home = client.get(reverse("portal:home"), WINDOW)
+    assert home.status_code == 200
+    html = home.content.decode()
+    summary = reverse("portal:summary", args=["granted"])
+    assert f'data-summary="{summary}?window_start=2026-01-01&amp;window_end=2026-03-31"' in html
+    row = client.get(reverse("portal:summary", args=["granted"]), WINDOW)
+    assert row.status_code == 200
+    current = row.context["row"]["current"]
+    assert current["velocity"] == 150
+    assert current["flow_time_p50"] is not None and current["efficiency"] is not None
+    assert current["load"] is not None
+    assert set(current["distribution"]) == {"feature", "defect", "risk", "debt"}
+    assert row.context["row"]["previous"]["velocity"] == 0
+    assert row.context["row"]["trend"]["velocity"] == 150
+    assert "(+150)" in row.content.decode()
+
+
+@pytest.mark.parametrize("view", ["summary", "flow", "items"])
+def test_a_partner_gets_404_for_a_foreign_products_flow_pages(flow_world, view):
+    url = reverse(f"portal:{view}", args=["other"])
+    assert client_for(flow_world.partner_user).get(url).status_code == 404
+    assert client_for(flow_world.owner).get(url).status_code == 404
+    assert client_for(flow_world.other_partner_user).get(url).status_code == 200
+
+
+def test_a_partner_sees_only_its_scopes_numbers(flow_world):
+    owner = client_for(flow_world.owner).get(flow_url("granted", **WINDOW))
+    partner = client_for(flow_world.partner_user).get(flow_url("granted", **WINDOW))
+    assert owner.context["metrics"]["velocity"]["total"] == 150
+    assert partner.context["metrics"]["velocity"]["total"] == 30  # the 40 on A's connection, 3 in 4 done
+    items = client_for(flow_world.partner_user).get(reverse("portal:items", args=["granted"]))
+    keys = {row["rollup"].artifact.key for row in items.context["rows"]}
+    assert len(keys) == 30 and all(int(key.split("-")[1]) % 5 == 0 for key in keys)
+
+
+def test_the_dashboard_has_every_chart_with_its_table_and_csv(flow_world):
+    response = client_for(flow_world.owner).get(flow_url("granted", bucket="month", **WINDOW))
+    assert response.status_code == 200
+    html = response.content.decode()
+    for chart in ("velocity", "distribution", "flow_time", "load", "efficiency"):
+        assert f'id="chart-{chart}"' in html
+        assert f'id="table-{chart}"' in html
+        assert reverse("portal:flow-csv", args=["granted", chart]) in html
+    assert '<script id="flow-data" type="application/json">' in html
+    charts = response.context["charts"]
+    assert charts["velocity"]["labels"] == ["2026-01-01", "2026-02-01", "2026-03-01"]
+    assert sum(sum(series) for series in charts["velocity"]["series"].values()) == 150
+    assert charts["distribution"]["target"] == [60.0, 30.0, 5.0, 5.0]
+    csv = client_for(flow_world.owner).get(
+        reverse("portal:flow-csv", args=["granted", "velocity"]), {"bucket": "month", **WINDOW}
+    )
+    assert csv["Content-Type"].startswith("text/csv")
+    lines = csv.content.decode().splitlines()
+    assert lines[0].startswith("Bucket start,") and len(lines) == 4
+    assert sum(int(line.rsplit(",", 1)[1]) for line in lines[1:]) == 150
+
+
+def test_a_velocity_bucket_drills_down_to_its_items(flow_world):
+    client = client_for(flow_world.owner)
+    dashboard = client.get(flow_url("granted", bucket="month", **WINDOW))
+    first = dashboard.context["tables"]["velocity"]["rows"][0]
+    items = client.get(first["url"])
+    assert items.status_code == 200
+    assert items.context["page"].paginator.count == first["cells"][-1] > 0
+    html = items.content.decode()
+    rollup = items.context["rows"][0]["rollup"]
+    assert f'href="{reverse("portal:artifact", args=[rollup.artifact_id])}"' in html
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"bucket": "fortnight"},
+        {"window_start": "2026-13-45"},
+        {"window_start": "2026-03-01", "window_end": "2026-01-01"},
+        {"window_start": "1900-01-01", "window_end": "2026-01-01"},
+        {"window_start": "2020-01-01", "window_end": "2026-01-01"},
+        {"type": "nonsense"},
+    ],
+)
+def test_bad_filters_show_a_message_not_a_500(flow_world, params):
+    client = client_for(flow_world.owner)
+    for url in (flow_url("granted"), reverse("portal:home"), reverse("portal:summary", args=["granted"])):
+        response = client.get(url, params)
+        assert response.status_code == 200
+    response = client.get(flow_url("granted"), params)
+    assert 'class="message error"' in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"done_after": "yesterday"},
+        {"done_after": "2026-02-01T00:00:00+00:00", "done_before": "2026-01-01T00:00:00+00:00"},
+        {"page": "x"},
+    ],
+)
+def test_bad_items_filters_show_a_message_not_a_500(flow_world, params):
+    response = client_for(flow_world.owner).get(reverse("portal:items", args=["granted"]), params)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("role", ["staff", "owner", "partner_user"])
+def test_the_flow_pages_stay_under_20_queries(flow_world, role, django_assert_max_num_queries):
+    client = client_for(getattr(flow_world, role))
+    urls = [
+        reverse("portal:home") + "?window_start=2026-01-01&window_end=2026-03-31",
+        reverse("portal:summary", args=["granted"]) + "?window_start=2026-01-01&window_end=2026-03-31",
+        flow_url("granted", bucket="day", **WINDOW),
+        reverse("portal:flow-csv", args=["granted", "load"]),
+        reverse("portal:items", args=["granted"]),
+    ]
+    for url in urls:
+        with django_assert_max_num_queries(20):
+            assert client.get(url).status_code == 200
+
+
+def test_pages_send_a_strict_content_security_policy(world):
+    response = client_for(world.owner).get(reverse("portal:home"))
+    policy = response["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "style-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy

@@ -1,13 +1,358 @@
+"""Portal pages: thin views over the selectors of vsm and metrics, always through `visible_to`.
+
+The numbers come from metrics.selectors; the views only choose the window, shape rows for the tables
+(the same rows feed the HTML tables, the chart data islands and the CSV downloads) and format units.
+"""
+
+import csv
+from urllib.parse import urlencode
+
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
 
+from metrics import selectors as metrics_selectors
 from vsm import selectors
+from vsm.portal.forms import DoneItemsForm, FlowFilterForm, WindowForm, previous_window
+
+DAY = 86400.0
+OVERVIEW_BUCKET = "quarter"  # the overview reads only the window's totals: the fewest buckets
+ITEMS_PAGE_SIZE = 100
+CHARTS = ("velocity", "distribution", "flow_time", "load", "efficiency")
+
+
+def _days(seconds):
+    return None if seconds is None else round(seconds / DAY, 1)
+
+
+def _percent(share):
+    return None if share is None else round(share * 100, 1)
+
+
+def _trend(current, previous):
+    """Difference to the previous window, for display: None when either is missing."""
+    if current is None or previous is None:
+        return None
+    return round(current - previous, 1)
+
+
+# --- products overview ---------------------------------------------------------------------------------
+
+
+def _summary(metrics: dict) -> dict:
+    return {
+        "velocity": metrics["velocity"]["total"],
+        "flow_time_p50": _days(metrics["flow_time"]["p50"]),
+        "efficiency": _percent(metrics["efficiency"]["overall"]),
+        "load": None if metrics["load"]["average"] is None else round(metrics["load"]["average"], 1),
+        "distribution": {
+            slug: _percent(share) for slug, share in metrics["distribution"]["done"]["shares"].items()
+        },
+    }
 
 
 @login_required
 def home(request):
-    return render(request, "portal/home.html", {"products": selectors.product_list_for(request.user)})
+    """Every visible product, one row each; the rows' metrics load from product_summary.
+
+    metrics has no multi-product selector yet, and two flow_metrics calls cost about 13 queries, so a
+    page computing every row would grow by 13 queries per product. The page lists the products (a
+    fixed number of queries) and a static script fills each row from its own request.
+    """
+    form = WindowForm(request.GET, user=request.user, today=timezone.localdate())
+    window = form.window()
+    query = urlencode(
+        {"window_start": window.first_day.isoformat(), "window_end": window.last_day.isoformat()}
+    )
+    products = list(selectors.product_list_for(request.user))
+    context = {
+        "form": form,
+        "errors": form.messages(),
+        "window": window,
+        "previous": previous_window(window),
+        "query": query,
+        "products": products,
+    }
+    return render(request, "portal/home.html", context)
+
+
+@login_required
+def product_summary(request, slug: str):
+    """One product's row of the overview: its five flow metrics in the window and the trend against the
+    previous window of the same length."""
+    product = metrics_selectors.product_get_visible(request.user, slug)
+    form = WindowForm(request.GET, user=request.user, today=timezone.localdate())
+    window = form.window()
+    current = _summary(metrics_selectors.flow_metrics(request.user, product, window, OVERVIEW_BUCKET))
+    before = previous_window(window)
+    previous = _summary(metrics_selectors.flow_metrics(request.user, product, before, OVERVIEW_BUCKET))
+    trends = {
+        name: _trend(current[name], previous[name])
+        for name in ("velocity", "flow_time_p50", "efficiency", "load")
+    }
+    row = {"product": product, "current": current, "previous": previous, "trend": trends}
+    return render(
+        request,
+        "portal/_overview_row.html",
+        {"row": row, "dashboard": _flow_url(product, window), "errors": form.messages()},
+    )
+
+
+def _flow_url(product, window, **params) -> str:
+    query = {
+        "window_start": window.first_day.isoformat(),
+        "window_end": window.last_day.isoformat(),
+        **params,
+    }
+    return f"{reverse('portal:flow', args=[product.slug])}?{urlencode(query)}"
+
+
+# --- product flow dashboard ----------------------------------------------------------------------------
+
+
+def _flow_context(request, slug: str) -> dict:
+    """The product (404 when out of reach), the filters with their messages, and the metrics."""
+    product = metrics_selectors.product_get_visible(request.user, slug)
+    form = FlowFilterForm(request.GET, user=request.user, product=product)
+    window, bucket, flow_type = form.window(), form.chosen_bucket(), form.flow_type()
+    metrics = metrics_selectors.flow_metrics(request.user, product, window, bucket, flow_type=flow_type)
+    query = {"window_start": window.first_day.isoformat(), "window_end": window.last_day.isoformat()}
+    query["bucket"] = bucket
+    if flow_type is not None:
+        query["type"] = flow_type.slug
+    return {
+        "product": product,
+        "form": form,
+        "errors": form.messages(),
+        "window": window,
+        "bucket": bucket,
+        "flow_type": flow_type,
+        "metrics": metrics,
+        "query": urlencode(query),
+        "tables": _tables(product, metrics, flow_type),
+    }
+
+
+def _items_url(product, done_after, done_before, flow_type=None) -> str:
+    query = {"done_after": done_after.isoformat(), "done_before": done_before.isoformat()}
+    if flow_type:
+        query["type"] = flow_type
+    return f"{reverse('portal:items', args=[product.slug])}?{urlencode(query)}"
+
+
+def _tables(product, metrics: dict, flow_type) -> dict:
+    """Each chart's table: a caption, column headings and rows (numbers in display units)."""
+    types = list(metrics["velocity"]["by_type"])
+    for bucket in metrics["velocity"]["buckets"]:
+        types += [slug for slug in bucket["by_type"] if slug not in types]
+    type_slug = flow_type.slug if flow_type else None
+    velocity_rows = []
+    for bucket in metrics["velocity"]["buckets"]:
+        velocity_rows.append(
+            {
+                "cells": [
+                    bucket["start"].date().isoformat(),
+                    *(bucket["by_type"].get(slug, 0) for slug in types),
+                    bucket["count"],
+                ],
+                "url": _items_url(product, bucket["done_after"], bucket["done_before"], type_slug),
+                "type_urls": {
+                    slug: _items_url(product, bucket["done_after"], bucket["done_before"], slug)
+                    for slug in types
+                },
+            }
+        )
+    allocation = metrics["allocation"] or {}
+    target, deviation = allocation.get("target") or {}, allocation.get("deviation") or {}
+    done = metrics["distribution"]["done"]
+    dist_types = list(done["counts"]) + [slug for slug in target if slug not in done["counts"]]
+    flow_time = metrics["flow_time"]
+    return {
+        "velocity": {
+            "caption": "Flow Velocity: items done per bucket, by type",
+            "columns": ["Bucket start", *types, "Total"],
+            "types": types,
+            "rows": velocity_rows,
+        },
+        "distribution": {
+            "caption": "Flow Distribution: share of items done in the window, against the target allocation",
+            "columns": ["Type", "Done", "Share %", "Target %", "Deviation (points)"],
+            "rows": [
+                {
+                    "cells": [
+                        slug,
+                        done["counts"].get(slug, 0),
+                        _percent(done["shares"].get(slug)),
+                        _percent(target.get(slug)),
+                        _percent(deviation.get(slug)),
+                    ]
+                }
+                for slug in dist_types
+            ],
+        },
+        "flow_time": {
+            "caption": "Flow Time of items done in the window: histogram, in days",
+            "columns": ["From (days)", "To (days)", "Items"],
+            "rows": [
+                {"cells": [_days(bar["lower"]), _days(bar["upper"]), bar["count"]]}
+                for bar in flow_time["histogram"]
+            ],
+            "percentiles": {
+                "p50": _days(flow_time["p50"]),
+                "p85": _days(flow_time["p85"]),
+                "p95": _days(flow_time["p95"]),
+            },
+        },
+        "load": {
+            "caption": "Flow Load: items in progress at the end of each day",
+            "columns": ["Day", *metrics["distribution"]["load"]["counts"], "Total"],
+            "rows": [
+                {
+                    "cells": [
+                        day["day"].isoformat(),
+                        *(day["by_type"].get(slug, 0) for slug in metrics["distribution"]["load"]["counts"]),
+                        day["total"],
+                    ]
+                }
+                for day in metrics["load"]["days"]
+            ],
+        },
+        "efficiency": {
+            "caption": "Flow Efficiency of the items done in each bucket (active time / flow time)",
+            "columns": ["Bucket start", "Items done", "Efficiency %"],
+            "rows": [
+                {
+                    "cells": [
+                        bucket["start"].date().isoformat(),
+                        bucket["count"],
+                        _percent(bucket["efficiency"]),
+                    ]
+                }
+                for bucket in metrics["efficiency"]["buckets"]
+            ],
+        },
+    }
+
+
+def _chart_data(tables: dict) -> dict:
+    """What the charts draw, for the JSON data island (the same numbers as the tables)."""
+    velocity = tables["velocity"]
+    return {
+        "velocity": {
+            "labels": [row["cells"][0] for row in velocity["rows"]],
+            "types": velocity["types"],
+            "series": {
+                slug: [row["cells"][1 + index] for row in velocity["rows"]]
+                for index, slug in enumerate(velocity["types"])
+            },
+            "urls": [row["url"] for row in velocity["rows"]],
+            "type_urls": [row["type_urls"] for row in velocity["rows"]],
+        },
+        "distribution": {
+            "labels": [row["cells"][0] for row in tables["distribution"]["rows"]],
+            "share": [row["cells"][2] for row in tables["distribution"]["rows"]],
+            "target": [row["cells"][3] for row in tables["distribution"]["rows"]],
+        },
+        "flow_time": {
+            "bars": [
+                {"lower": row["cells"][0], "upper": row["cells"][1], "count": row["cells"][2]}
+                for row in tables["flow_time"]["rows"]
+            ],
+            "percentiles": tables["flow_time"]["percentiles"],
+        },
+        "load": {
+            "labels": [row["cells"][0] for row in tables["load"]["rows"]],
+            "totals": [row["cells"][-1] for row in tables["load"]["rows"]],
+        },
+        "efficiency": {
+            "labels": [row["cells"][0] for row in tables["efficiency"]["rows"]],
+            "values": [row["cells"][2] for row in tables["efficiency"]["rows"]],
+        },
+    }
+
+
+@login_required
+def product_flow(request, slug: str):
+    context = _flow_context(request, slug)
+    context["charts"] = _chart_data(context["tables"])
+    return render(request, "portal/flow.html", context)
+
+
+@login_required
+def product_flow_csv(request, slug: str, chart: str):
+    if chart not in CHARTS:
+        raise Http404(f"no chart {chart!r}")
+    context = _flow_context(request, slug)
+    table = context["tables"][chart]
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{context["product"].slug}-{chart}.csv"'
+    writer = csv.writer(response, lineterminator="\r\n")
+    writer.writerow(table["columns"])
+    for row in table["rows"]:
+        writer.writerow(_csv_cell(cell) for cell in row["cells"])
+    return response
+
+
+def _csv_cell(value):
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+# --- items behind a bucket -----------------------------------------------------------------------------
+
+
+@login_required
+def product_items(request, slug: str):
+    product = metrics_selectors.product_get_visible(request.user, slug)
+    form = DoneItemsForm(request.GET)
+    rollups = metrics_selectors.item_rollup_list(request.user).filter(product=product, done_at__isnull=False)
+    errors = []
+    api_query = {"product": product.pk, "format": "csv"}
+    if form.is_valid():
+        params = form.cleaned_data
+        if params["done_after"]:
+            rollups = rollups.filter(done_at__gte=params["done_after"])
+            api_query["done_after"] = params["done_after"].isoformat()
+        if params["done_before"]:
+            rollups = rollups.filter(done_at__lt=params["done_before"])
+            api_query["done_before"] = params["done_before"].isoformat()
+        if params["type"]:
+            rollups = rollups.filter(flow_item_type__slug=params["type"])
+            api_query["type"] = params["type"]
+    else:
+        errors = [error for field_errors in form.errors.values() for error in field_errors]
+        rollups = rollups.none()
+    page = Paginator(rollups.order_by("-done_at", "artifact_id"), ITEMS_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    rows = [
+        {
+            "rollup": rollup,
+            "flow_time": _days(rollup.flow_time),
+            "lead_time": _days(rollup.lead_time),
+            "efficiency": _percent(rollup.efficiency),
+        }
+        for rollup in page
+    ]
+    paging = request.GET.copy()
+    paging.pop("page", None)
+    context = {
+        "product": product,
+        "form": form,
+        "errors": errors,
+        "page": page,
+        "rows": rows,
+        "paging": paging.urlencode(),
+        "csv_url": f"{reverse('metrics-item-list')}?{urlencode(api_query)}",
+    }
+    return render(request, "portal/items.html", context)
+
+
+# --- product items and artifacts -----------------------------------------------------------------------
 
 
 @login_required
