@@ -18,6 +18,7 @@ import json
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -257,7 +258,7 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
-class FakeApp:
+class FakeApp(ABC):
     """Base of every fake tool: a WSGI app with routing, counters, faults and control endpoints.
 
     A subclass registers its API on `self.router` (in `reset`, so that state and routes start over
@@ -283,9 +284,9 @@ class FakeApp:
 
     # What a subclass provides.
 
+    @abstractmethod
     def authenticate(self, request: Request) -> Any:
         """The acting user; raise HttpError (401) when the credentials do not match."""
-        raise NotImplementedError
 
     def error_response(self, status: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> Response:
         """The tool's own error body."""
@@ -295,9 +296,9 @@ class FakeApp:
         """The tool's 429, with its own rate-limit headers."""
         return self.error_response(429, "Rate limit exceeded.", [("Retry-After", str(retry_after_seconds))])
 
+    @abstractmethod
     def credentials(self) -> dict[str, str]:
         """The demo credentials `run_fake_tools` prints."""
-        raise NotImplementedError
 
     @property
     def label(self) -> str:
