@@ -12,6 +12,7 @@ import enum
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any, ClassVar
 
 import httpx
@@ -229,6 +230,26 @@ class Connector:
     def close(self) -> None:
         """Release the provider's HTTP connections."""
 
+    # How the integration engine (connectors/sync.py) turns model values into native fields. Paths are
+    # the ones field mappings read in `ToolItem.fields`; providers whose writes take another shape
+    # override these.
+    def title_path(self, item_type: str) -> str:
+        """The native field that holds an item's title."""
+        return "title"
+
+    def write_fields(self, item_type: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Native fields for `create_item`/`update_item` from values keyed by field path."""
+        return nest_paths(values)
+
+    def person_value(self, path: str, account_id: str) -> tuple[str, Any]:
+        """The path and value that set the person field read at `path` to the tool's `account_id`."""
+        parent, _, _ = path.rpartition(".")
+        return (parent, {"id": account_id}) if parent else (path, account_id)
+
+    def condition_value(self, path: str, value: str) -> Any:
+        """The value that makes a type mapping's condition (`path` equals or contains `value`) hold."""
+        return value
+
     # Webhooks (providers with Feature.WEBHOOKS override both; they never touch the ORM or the network)
     @classmethod
     def verify_webhook(cls, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
@@ -240,6 +261,32 @@ class Connector:
     def webhook_event(cls, headers: Mapping[str, str], payload: Any) -> WebhookEvent | None:
         """The parsed payload of a verified delivery as a WebhookEvent; None for an event it ignores."""
         return None
+
+
+def nest_paths(values: Mapping[str, Any]) -> dict[str, Any]:
+    """{"priority.name": "High", "fixVersions.0.name": "2.1"} -> {"priority": {"name": "High"},
+    "fixVersions": [{"name": "2.1"}]}: a number step makes a list."""
+    nested: dict[str, Any] = {}
+    for path, value in values.items():
+        steps = path.split(".")
+        container: Any = nested
+        for step, following in pairwise(steps):
+            container = _slot(container, step, lambda following=following: [] if following.isdigit() else {})
+        _slot(container, steps[-1], lambda value=value: value, replace=True)
+    return nested
+
+
+def _slot(container: dict | list, step: str, make: Callable[[], Any], *, replace: bool = False) -> Any:
+    """The value at `step` of a dict or (numbered step) list, made when missing or when `replace`."""
+    if isinstance(container, list):
+        index = int(step)
+        container.extend([None] * (index + 1 - len(container)))
+        if replace or container[index] is None:
+            container[index] = make()
+        return container[index]
+    if replace or step not in container:
+        container[step] = make()
+    return container[step]
 
 
 class RegistryError(Exception):

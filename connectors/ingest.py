@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -26,6 +26,7 @@ from connectors.exceptions import AuthError, ConnectorError
 from connectors.links import LinkSource, derive_links, rules_of
 from connectors.mappings import MappingError, MappingSet, NormalisedItem, normalise, without_nul
 from connectors.models import (
+    Integration,
     PendingLink,
     RawRecord,
     Scope,
@@ -87,33 +88,42 @@ class SyncResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-class ScopeLease:
-    """Only the holder of a scope's lease syncs it; the lease expires if its holder dies."""
+class RowLease:
+    """Only the holder of a row's lease (a scope, an integration) works on it; the lease expires if its
+    holder dies, so a killed worker blocks the next one for at most LEASE_SECONDS."""
 
-    def __init__(self, scope_id: int):
-        self.scope_id = scope_id
+    model: type[models.Model]
+
+    def __init__(self, pk: int):
+        self.pk = pk
         self.token = uuid.uuid4().hex
 
     def acquire(self) -> bool:
         now = timezone.now()
         free = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
         return bool(
-            Scope.objects.filter(free, pk=self.scope_id).update(
+            self.model.objects.filter(free, pk=self.pk).update(
                 lease_token=self.token, lease_expires_at=now + timedelta(seconds=LEASE_SECONDS)
             )
         )
 
     def renew(self) -> None:
-        held = Scope.objects.filter(pk=self.scope_id, lease_token=self.token).update(
+        held = self.model.objects.filter(pk=self.pk, lease_token=self.token).update(
             lease_expires_at=timezone.now() + timedelta(seconds=LEASE_SECONDS)
         )
         if not held:
-            raise ConnectorError("the scope's sync lease was lost to another worker; stopping this run")
+            raise ConnectorError(
+                f"the {self.model._meta.verbose_name}'s lease was lost to another worker; stopping this run"
+            )
 
     def release(self) -> None:
-        Scope.objects.filter(pk=self.scope_id, lease_token=self.token).update(
+        self.model.objects.filter(pk=self.pk, lease_token=self.token).update(
             lease_token="", lease_expires_at=None
         )
+
+
+class ScopeLease(RowLease):
+    model = Scope
 
 
 def scope_sync(
@@ -242,6 +252,26 @@ def refresh_rollups_on_commit(artifact_ids: list[int]) -> None:
         transaction.on_commit(partial(rollups_refresh_task.delay, artifact_ids), robust=True)
 
 
+def propagate_on_commit(connection_id: int, artifact_ids: list[int], trigger: str) -> None:
+    """Changed items of a connection go to the integrations that carry them, once the page commits."""
+    if not artifact_ids:
+        return
+    integration_ids = list(
+        Integration.objects.filter(enabled=True)
+        .filter(Q(source_scope__connection_id=connection_id) | Q(target_scope__connection_id=connection_id))
+        .values_list("pk", flat=True)
+    )
+    if integration_ids:
+        # Imported here: the tasks module imports this one.
+        from connectors.tasks import integration_run_task
+
+        for integration_id in integration_ids:
+            transaction.on_commit(
+                partial(integration_run_task.delay, integration_id, artifact_ids, trigger),
+                robust=True,
+            )
+
+
 def scope_spec_for(scope: Scope, mappings: MappingSet) -> ScopeSpec:
     return ScopeSpec(query=scope.query, fields=mappings.tool_fields(), page_size=scope.page_size)
 
@@ -266,11 +296,22 @@ def mark_missing_as_deleted(scope: Scope, present_ids: Iterable[str]) -> int:
 class PageStore:
     """Writes pages of tool items for one scope and run."""
 
-    def __init__(self, scope: Scope, mappings: MappingSet, run: SyncRun, *, advance_cursor: bool = True):
+    def __init__(
+        self,
+        scope: Scope,
+        mappings: MappingSet,
+        run: SyncRun,
+        *,
+        advance_cursor: bool = True,
+        propagate: bool = True,
+    ):
         """`advance_cursor=False` for items read one by one (a retry, a webhook): the cursor says that
-        everything changed before it is stored, which one item read out of order does not prove."""
+        everything changed before it is stored, which one item read out of order does not prove.
+        `propagate=False` when the integration engine stores what it just wrote: its own change must
+        not start another propagation."""
         self.scope = scope
         self.advance_cursor = advance_cursor
+        self.propagate = propagate
         self.connection = scope.connection
         self.mappings = mappings
         self.run = run
@@ -322,6 +363,8 @@ class PageStore:
 
         ids = self.artifact_ids([item.native_id for item, _ in changed])
         refresh_rollups_on_commit(list(ids.values()))
+        if self.propagate:
+            propagate_on_commit(self.connection.pk, list(ids.values()), self.run.trigger)
         self.replace_transitions({ids[n.external_id]: n for _, n in normalised})
         self.replace_tool_links({ids[n.external_id]: n for _, n in normalised}, now)
         self.resolve_pending_links([n.key for _, n in normalised])

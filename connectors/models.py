@@ -1,7 +1,7 @@
 """Tool connections, what they read (scopes), how their items map to artifact models, and sync records."""
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from connectors.credentials import EncryptedSecretsField, Secrets
 from vsm.choices import FlowState, LinkKind, LinkOrigin
@@ -173,6 +173,11 @@ class StatusMapping(models.Model):
     flow_state = models.CharField(
         max_length=16, choices=[c for c in FlowState.choices if c[0] != FlowState.UNKNOWN]
     )
+    preferred = models.BooleanField(
+        default=False,
+        help_text="The status integrations move an item to when it must reach this flow state "
+        "(several statuses may map to one state); without one, the first mapped.",
+    )
 
     class Meta:
         ordering = ["tool_status"]
@@ -202,6 +207,7 @@ class SyncTrigger(models.TextChoices):
     MANUAL = "manual", "manual"
     WEBHOOK = "webhook", "webhook"
     FULL_SCAN = "full_scan", "full scan"
+    INTEGRATION = "integration", "read back after an integration wrote"
 
 
 class SyncRun(models.Model):
@@ -389,3 +395,279 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connection}: {self.event} {self.delivery_id}"
+
+
+class FieldFlow(models.TextChoices):
+    NONE = "none", "none"
+    TO_TARGET = "to_target", "source → target"
+    TO_SOURCE = "to_source", "target → source"
+    BOTH = "both", "both ways"
+
+
+class FlowTiming(models.TextChoices):
+    CREATE = "create", "on creation only"
+    ALWAYS = "always", "always"
+
+
+class ConflictPolicy(models.TextChoices):
+    SOURCE_WINS = "source_wins", "source wins"
+    TARGET_WINS = "target_wins", "target wins"
+    LATEST_WINS = "latest_wins", "latest change wins"
+    FLAG = "flag", "stop and flag for a person"
+
+
+class FilterReach(models.TextChoices):
+    CREATE = "create", "creation only"
+    ALWAYS = "always", "creation and updates"
+
+
+class Integration(models.Model):
+    """Work flowing between two tools through one artifact model: which items, where, which fields.
+
+    Both sides are a scope and a type mapping of that scope's connection; both type mappings map to
+    `artifact_model`, which is what makes the integration point-to-model rather than point-to-point.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    enabled = models.BooleanField(default=True)
+    artifact_model = models.ForeignKey("vsm.ArtifactModel", on_delete=models.PROTECT, related_name="+")
+    source_scope = models.ForeignKey(Scope, on_delete=models.PROTECT, related_name="integrations_out")
+    source_type_mapping = models.ForeignKey(TypeMapping, on_delete=models.PROTECT, related_name="+")
+    target_scope = models.ForeignKey(Scope, on_delete=models.PROTECT, related_name="integrations_in")
+    target_type_mapping = models.ForeignKey(TypeMapping, on_delete=models.PROTECT, related_name="+")
+    default_container = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Where a new target item goes when no route matches (a Jira project key, a "
+        "Targetprocess project id); empty: the target scope's query.",
+    )
+    filter_reach = models.CharField(
+        max_length=8,
+        choices=FilterReach.choices,
+        default=FilterReach.CREATE,
+        help_text="Whether the filter decides only which items are created, or also which are updated.",
+    )
+    status_flow = models.CharField(max_length=12, choices=FieldFlow.choices, default=FieldFlow.BOTH)
+    link_kind = models.CharField(max_length=16, choices=LinkKind.choices, default=LinkKind.SYNCED_WITH)
+    conflict_policy = models.CharField(
+        max_length=12, choices=ConflictPolicy.choices, default=ConflictPolicy.FLAG
+    )
+    write_back_link = models.BooleanField(
+        default=True,
+        help_text="Add a link to the target item on the source item where the tool allows (a Jira remote "
+        "link, a Zendesk note).",
+    )
+    write_back_path = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Optional: a native field of the source item that receives the target's key, e.g. "
+        "Jira_Key__c in Salesforce.",
+    )
+    max_attempts = models.PositiveSmallIntegerField(
+        default=5, help_text="Failed writes of one item are retried with backoff this often, then wait."
+    )
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    lease_token = models.CharField(max_length=64, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status_flow__in=FieldFlow.values), name="integration_status_flow_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(conflict_policy__in=ConflictPolicy.values), name="integration_conflict_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(source_scope=F("target_scope")), name="integration_two_scopes"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class IntegrationField(models.Model):
+    """How one model field flows between the sides; fields without a row do not flow."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="field_flows")
+    model_field = models.SlugField(max_length=60, help_text="A field of the integration's model, or `title`.")
+    flow = models.CharField(max_length=12, choices=FieldFlow.choices, default=FieldFlow.TO_TARGET)
+    timing = models.CharField(max_length=8, choices=FlowTiming.choices, default=FlowTiming.ALWAYS)
+
+    class Meta:
+        ordering = ["model_field"]
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "model_field"], name="integration_field_once"),
+            models.CheckConstraint(condition=Q(flow__in=FieldFlow.values), name="integration_field_flow"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_field}: {self.get_flow_display()}"
+
+
+class IntegrationRoute(models.Model):
+    """A new target item goes to `container` when the source's model field equals `value`."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="routes")
+    position = models.PositiveSmallIntegerField(default=0, help_text="The first matching route wins.")
+    model_field = models.SlugField(max_length=60)
+    value = models.CharField(max_length=200)
+    container = models.CharField(
+        max_length=200, help_text="A Jira project key, a Targetprocess project id..."
+    )
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.model_field} = {self.value} → {self.container}"
+
+
+class FilterOperator(models.TextChoices):
+    EQUALS = "equals", "equals"
+    NOT_EQUALS = "not_equals", "does not equal"
+    ONE_OF = "one_of", "is one of (comma-separated)"
+    IS_SET = "is_set", "is set"
+    IS_TRUE = "is_true", "is yes"
+
+
+class IntegrationFilter(models.Model):
+    """A condition on the source's model fields; an item takes part when all conditions hold."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="filters")
+    model_field = models.SlugField(max_length=60)
+    operator = models.CharField(max_length=12, choices=FilterOperator.choices, default=FilterOperator.EQUALS)
+    value = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(operator__in=FilterOperator.values), name="integration_filter_operator"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_field} {self.get_operator_display()} {self.value}".strip()
+
+
+class PairState(models.TextChoices):
+    CREATING = "creating", "creating the target item"
+    OK = "ok", "in step"
+    RETRYING = "retrying", "failed, will retry"
+    WAITING = "waiting", "failed, waits for a person"
+    CONFLICT = "conflict", "conflict, waits for a person"
+
+
+class IntegrationPair(models.Model):
+    """One source item and the target item the integration made for it, with what both last agreed.
+
+    `source_values` / `target_values` are each side's model values as last seen or written by the
+    engine: a side has changed a field when its current value differs from its own baseline, so what
+    the engine wrote reads back as no change (no echo), and a field changed on both sides is a conflict.
+    """
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="pairs")
+    source = models.ForeignKey("vsm.Artifact", on_delete=models.CASCADE, related_name="+")
+    target = models.ForeignKey(
+        "vsm.Artifact", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    target_external_id = models.CharField(max_length=255, blank=True)
+    target_key = models.CharField(max_length=255, blank=True)
+    state = models.CharField(max_length=12, choices=PairState.choices, default=PairState.CREATING)
+    source_values = models.JSONField(default=dict, blank=True)
+    target_values = models.JSONField(default=dict, blank=True)
+    conflicts = models.JSONField(
+        default=dict, blank=True, help_text="Field -> {source, target} values waiting for a person."
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    create_started_at = models.DateTimeField(null=True, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["integration_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "source"], name="integration_pair_per_source"),
+            models.UniqueConstraint(
+                fields=["integration", "target"],
+                condition=Q(target__isnull=False),
+                name="integration_pair_per_target",
+            ),
+            models.CheckConstraint(condition=Q(state__in=PairState.values), name="integration_pair_state"),
+        ]
+        indexes = [models.Index(fields=["integration", "state"], name="integrationpair_state")]
+
+    def __str__(self) -> str:
+        return f"{self.integration}: {self.source_id} → {self.target_key or '…'}"
+
+
+class IntegrationRun(models.Model):
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=16, choices=SyncTrigger.choices, default=SyncTrigger.SCHEDULE)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=SyncOutcome.choices, default=SyncOutcome.RUNNING)
+    examined = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    conflicts = models.PositiveIntegerField(default=0)
+    writes = models.PositiveIntegerField(default=0, help_text="Calls that changed a tool.")
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["integration", "-started_at"], name="integrationrun_started")]
+
+    def __str__(self) -> str:
+        return f"{self.integration} at {self.started_at:%Y-%m-%d %H:%M}: {self.outcome}"
+
+
+class Person(models.Model):
+    """One human across tools: their accounts in each tool, matched by email, username or id."""
+
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True)
+    is_default = models.BooleanField(
+        default=False,
+        help_text="Stands in when a person field names someone with no account in the other tool.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "people"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_person"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PersonAccount(models.Model):
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="accounts")
+    connection = models.ForeignKey(ToolConnection, on_delete=models.CASCADE, related_name="person_accounts")
+    account_id = models.CharField(
+        max_length=200, help_text="What the tool takes to set a person field: an account id, a user id."
+    )
+    username = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True)
+    display_name = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["connection__name", "display_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "account_id"], name="person_account_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection}: {self.display_name or self.username or self.account_id}"

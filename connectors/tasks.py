@@ -1,7 +1,7 @@
 from celery import shared_task
 
-from connectors import ingest, links, services
-from connectors.models import SyncError, SyncTrigger, ToolConnection, WebhookDelivery
+from connectors import ingest, links, services, sync
+from connectors.models import Integration, SyncError, SyncTrigger, ToolConnection, WebhookDelivery
 
 
 @shared_task(acks_late=True)
@@ -40,3 +40,25 @@ def webhook_delivery_task(webhook_delivery_id: int) -> dict:
         return {}
     runs = services.webhook_delivery_process(delivery)
     return {"runs": [run.pk for run in runs]}
+
+
+@shared_task(bind=True, acks_late=True, max_retries=120)
+def integration_run_task(
+    self, integration_id: int, artifact_ids: list[int] | None = None, trigger: str = SyncTrigger.SCHEDULE
+) -> dict:
+    result = sync.integration_run(integration_id, artifact_ids=artifact_ids, trigger=trigger)
+    if result.skipped.startswith("another run") and artifact_ids is not None:
+        # The run going on may have passed these items already: try again when it is over.
+        raise self.retry(countdown=1)
+    if result.counts.get("failed") and result.next_retry_at is not None:
+        integration_run_task.apply_async((integration_id,), eta=result.next_retry_at)
+    return {"run": result.run_id, "skipped": result.skipped, **result.counts}
+
+
+@shared_task(acks_late=True)
+def integrations_sweep_task() -> int:
+    """The safety net: every enabled integration looks at all its items now and then."""
+    ids = list(Integration.objects.filter(enabled=True).values_list("pk", flat=True))
+    for integration_id in ids:
+        integration_run_task.delay(integration_id)
+    return len(ids)

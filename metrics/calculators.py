@@ -1113,7 +1113,7 @@ def failed_deployment_recovery_time(
 # - places are ranked by total, then visits, then name; contributing items by their time in the window.
 # ======================================================================================================
 
-DOWNSTREAM_FROM_TARGET = frozenset({"derived_from", "implements", "child_of", "fixes"})
+DOWNSTREAM_FROM_TARGET = frozenset({"derived_from", "implements", "child_of", "fixes", "synced_with"})
 DOWNSTREAM_FROM_SOURCE = frozenset({"committed_in", "built_in", "released_in", "deployed_in"})
 WORK_ITEM_MODELS = frozenset({"feature", "epic", "story", "task", "defect", "risk", "debt"})
 RELEASE_MODEL = "release"

@@ -118,6 +118,7 @@ EDITABLE_SYSTEM_FIELDS = frozenset(
         "reporter",
         "duedate",
         "parent",
+        "fixVersions",
     }
 )
 RICH_TEXT_FIELDS = frozenset({"description", "environment"})
@@ -943,6 +944,11 @@ class FakeJira(FakeApp):
             return raw
         if field_id == "parent":
             return self._parse_parent(issue, raw)
+        if field_id == "fixVersions":
+            names = [version.get("name") for version in raw] if isinstance(raw, list) else None
+            if names is None or not all(isinstance(name, str) and name.strip() for name in names):
+                raise ValueError('Fix versions are a list of {"name": ...} objects.')
+            return names
         return raw  # description, environment, custom fields: stored as sent
 
     def _parse_priority(self, raw: Any) -> str:
@@ -1004,6 +1010,10 @@ class FakeJira(FakeApp):
             return _item("labels", "jira", "labels", None, " ".join(old or []), None, " ".join(new or []))
         if field_id == "duedate":
             return _item("duedate", "jira", "duedate", old, old, new, new)
+        if field_id == "fixVersions":
+            return _item(
+                "Fix Version", "jira", "fixVersions", None, ", ".join(old or []), None, ", ".join(new)
+            )
         if field_id in self.custom_fields:
             name = self.custom_fields[field_id]
             return _item(name, "custom", field_id, None, _text(old), None, _text(new))
@@ -1174,7 +1184,10 @@ class FakeJira(FakeApp):
             "environment": stored.get("environment"),
             "duedate": stored.get("duedate"),
             "components": [],
-            "fixVersions": [],
+            "fixVersions": [
+                {"id": str(10000 + index), "name": name, "archived": False, "released": True}
+                for index, name in enumerate(stored.get("fixVersions", []))
+            ],
             "issuelinks": self._issue_links_json(issue, view),
             "subtasks": [
                 self._issue_brief(child, view)

@@ -228,6 +228,16 @@ class JiraConnector(Connector):
             f"{ref.key} cannot move to “{to_status}” from its current status; reachable: {reachable}"
         )
 
+    def title_path(self, item_type: str) -> str:
+        return "summary"
+
+    def person_value(self, path: str, account_id: str) -> tuple[str, Any]:
+        identity = "accountId" if self.flavour == CLOUD else "name"
+        return path.split(".")[0], {identity: account_id}
+
+    def condition_value(self, path: str, value: str) -> Any:
+        return [value] if path == "labels" else value
+
     def add_link(self, ref: ItemRef, link: ToolLink | None = None, *, url: str = "", title: str = "") -> None:
         if link is not None:
             self.http.post_json(

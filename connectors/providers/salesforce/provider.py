@@ -367,6 +367,14 @@ class SalesforceConnector(Connector):
     def _spec_for_ref(self, ref: ItemRef) -> ObjectSpec:
         return self.case_spec if ref.native_id.startswith(CASE_KEY_PREFIX) else self.request_spec
 
+    def title_path(self, item_type: str) -> str:
+        return self._spec_for_type(item_type).title_field
+
+    def person_value(self, path: str, account_id: str) -> tuple[str, Any]:
+        # A relationship path (Owner.Name) is set through its id field (OwnerId).
+        relationship, _, _ = path.partition(".")
+        return f"{relationship}Id" if relationship != path else path, account_id
+
     def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
         spec = self._spec_for_type(item_type)
         created = self.http.post_json(self._data_url(f"sobjects/{spec.api_name}/"), fields)

@@ -30,7 +30,7 @@ Writing
 import contextlib
 import heapq
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus
@@ -49,6 +49,7 @@ from connectors.base import (
     ScopeSpec,
     ToolItem,
     ToolLink,
+    nest_paths,
     register_connector,
 )
 from connectors.client import HttpClient
@@ -71,6 +72,9 @@ DST_MARGIN = timedelta(hours=1)
 RELATION_INCLUDE = "[Id,Master[Id,Name,EntityType],Slave[Id,Name,EntityType],RelationType]"
 RELATION_TYPES = {"relates_to": "Relation", "derived_from": "Relation"}
 _NO_KEY = -(2**63)
+
+
+CUSTOM_VALUES_PREFIX = "CustomFieldValues."
 
 
 @register_connector
@@ -333,6 +337,26 @@ class TargetprocessConnector(Connector):
         return entity_id, entity_type
 
     # Writing
+
+    def title_path(self, item_type: str) -> str:
+        return "Name"
+
+    def write_fields(self, item_type: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Custom fields, read as ``CustomFieldValues.<name>``, are written as a CustomFields list."""
+        custom = {
+            path.removeprefix(CUSTOM_VALUES_PREFIX): value
+            for path, value in values.items()
+            if path.startswith(CUSTOM_VALUES_PREFIX)
+        }
+        fields = nest_paths(
+            {path: value for path, value in values.items() if not path.startswith(CUSTOM_VALUES_PREFIX)}
+        )
+        if custom:
+            fields["CustomFields"] = [{"Name": name, "Value": value} for name, value in custom.items()]
+        return fields
+
+    def person_value(self, path: str, account_id: str) -> tuple[str, Any]:
+        return path.split(".")[0], {"Id": int(account_id) if account_id.isdigit() else account_id}
 
     def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
         if item_type not in RESOURCES:

@@ -49,6 +49,7 @@ from connectors.base import (
     ToolItem,
     ToolLink,
     WebhookEvent,
+    nest_paths,
     register_connector,
 )
 from connectors.client import DEFAULT_MAX_PAGES, HttpClient
@@ -287,6 +288,31 @@ class ZendeskConnector(Connector):
         return records  # pragma: no cover (the loop only ends by returning or raising)
 
     # Writing
+
+    def title_path(self, item_type: str) -> str:
+        return "subject"
+
+    def write_fields(self, item_type: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Custom fields, read as ``custom.<id>``, are written as the ticket's custom_fields list."""
+        custom = {
+            path.removeprefix("custom."): value
+            for path, value in values.items()
+            if path.startswith("custom.")
+        }
+        fields = nest_paths({path: value for path, value in values.items() if not path.startswith("custom.")})
+        if custom:
+            fields["custom_fields"] = [
+                {"id": int(field_id) if field_id.isdigit() else field_id, "value": value}
+                for field_id, value in custom.items()
+            ]
+        return fields
+
+    def person_value(self, path: str, account_id: str) -> tuple[str, Any]:
+        # People are read resolved (assignee.name) and set by id (assignee_id).
+        return f"{path.split('.')[0]}_id", int(account_id) if account_id.isdigit() else account_id
+
+    def condition_value(self, path: str, value: str) -> Any:
+        return [value] if path == "tags" else value
 
     def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
         ticket = self._ticket_payload(fields)

@@ -1,0 +1,768 @@
+"""The propagation engine: keep an integration's two sides in step through its artifact model.
+
+For each source item the integration carries, a pair records the target item made for it and what each
+side looked like when the engine last agreed with it (its baseline, in model values). A side has
+changed a field when its current value differs from its own baseline, so:
+
+- a value the engine wrote is read back at once and becomes that side's baseline: when the next poll
+  or webhook reads the same value, nothing has changed and nothing is echoed;
+- a field changed on both sides since the last agreement is a conflict, settled by the policy;
+- running twice changes nothing: after a run every baseline equals what the store holds.
+
+Every write goes through the target's provider; what it wrote is read back and stored through the
+ingest page store (without starting another propagation). A failing pair is retried with backoff and
+never blocks the others. Creation is crash-safe: the pair is recorded before the tool is asked to create
+the item, and a pair found half-made is first matched against what the tool already holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from connectors.base import Connector, ItemRef, Page, ScopeSpec, ToolItem
+from connectors.exceptions import ConnectorError
+from connectors.ingest import PageStore, RowLease, connection_record_health, scope_spec_for
+from connectors.mappings import MappingSet
+from connectors.models import (
+    ConflictPolicy,
+    FieldFlow,
+    FieldMapping,
+    FilterOperator,
+    FilterReach,
+    FlowTiming,
+    Integration,
+    IntegrationPair,
+    IntegrationRun,
+    PairState,
+    RawRecord,
+    Scope,
+    StatusMapping,
+    SyncError,
+    SyncOutcome,
+    SyncRun,
+    SyncStage,
+    SyncTrigger,
+    Transform,
+)
+from connectors.people import PersonDirectory
+from connectors.selectors import connector_instance, load_mapping_set
+from vsm.choices import LinkOrigin
+from vsm.models import Artifact, ArtifactLink
+
+logger = logging.getLogger(__name__)
+
+SOURCE, TARGET = "source", "target"
+TITLE = "title"  # the model-level name of an item's title
+STATUS = "status"  # the model-level name of an item's flow state
+RECOVERY_WINDOW = timedelta(minutes=10)  # how far before a half-made creation to look for its item
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure decisions
+
+
+@dataclass(frozen=True)
+class FlowRule:
+    model_field: str
+    flow: str
+    timing: str = FlowTiming.ALWAYS
+
+    @property
+    def to_target(self) -> bool:
+        return self.flow in (FieldFlow.TO_TARGET, FieldFlow.BOTH)
+
+    @property
+    def to_source(self) -> bool:
+        return self.flow in (FieldFlow.TO_SOURCE, FieldFlow.BOTH)
+
+
+@dataclass
+class PairPlan:
+    """What one pass over a pair decided: values to write to each side, conflicts, accepted values."""
+
+    to_target: dict[str, Any] = field(default_factory=dict)
+    to_source: dict[str, Any] = field(default_factory=dict)
+    conflicts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    accept_source: dict[str, Any] = field(default_factory=dict)  # new baselines, nothing to write
+    accept_target: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.to_target or self.to_source)
+
+
+_MISSING = object()
+
+
+def plan_pair(
+    rules: list[FlowRule],
+    source_now: dict[str, Any],
+    target_now: dict[str, Any],
+    source_base: dict[str, Any],
+    target_base: dict[str, Any],
+    *,
+    policy: str,
+    source_is_newer: bool,
+    open_conflicts: dict[str, Any],
+) -> PairPlan:
+    """Decide, field by field, what flows where; see the module docstring for the rules."""
+    plan = PairPlan()
+    for rule in rules:
+        name = rule.model_field
+        if rule.timing == FlowTiming.CREATE or name in open_conflicts:
+            continue
+        source_value, target_value = source_now.get(name), target_now.get(name)
+        source_changed = source_base.get(name, _MISSING) != source_value
+        target_changed = target_base.get(name, _MISSING) != target_value
+        if source_value == target_value:
+            if source_changed:
+                plan.accept_source[name] = source_value
+            if target_changed:
+                plan.accept_target[name] = target_value
+            continue
+        if source_changed and target_changed:
+            winner = _winner(rule, policy, source_is_newer)
+            if winner is None:
+                plan.conflicts[name] = {SOURCE: source_value, TARGET: target_value}
+            elif winner == SOURCE:
+                plan.to_target[name] = source_value
+            else:
+                plan.to_source[name] = target_value
+        elif source_changed:
+            if rule.to_target:
+                plan.to_target[name] = source_value
+            else:
+                plan.accept_source[name] = source_value
+        elif target_changed:
+            if rule.to_source:
+                plan.to_source[name] = target_value
+            else:
+                plan.accept_target[name] = target_value
+    return plan
+
+
+def _winner(rule: FlowRule, policy: str, source_is_newer: bool) -> str | None:
+    """Which side's value stands when both changed; None: flag for a person."""
+    if not rule.to_source:
+        return SOURCE  # the target's edits never flow back: the source's value stands
+    if not rule.to_target:
+        return TARGET
+    if policy == ConflictPolicy.SOURCE_WINS:
+        return SOURCE
+    if policy == ConflictPolicy.TARGET_WINS:
+        return TARGET
+    if policy == ConflictPolicy.LATEST_WINS:
+        return SOURCE if source_is_newer else TARGET
+    return None
+
+
+def passes_filters(filters: list[tuple[str, str, str]], values: dict[str, Any]) -> bool:
+    """Whether an item's model values meet every (field, operator, value) condition."""
+    return all(_condition_holds(operator, values.get(name), expected) for name, operator, expected in filters)
+
+
+def _condition_holds(operator: str, actual: Any, expected: str) -> bool:
+    text = "" if actual is None else str(actual).strip().casefold()
+    if operator == FilterOperator.IS_SET:
+        return actual not in (None, "", [], {})
+    if operator == FilterOperator.IS_TRUE:
+        return actual is True or text in ("true", "yes", "1")
+    if operator == FilterOperator.ONE_OF:
+        return text in {choice.strip().casefold() for choice in expected.split(",") if choice.strip()}
+    equal = text == expected.strip().casefold()
+    return not equal if operator == FilterOperator.NOT_EQUALS else equal
+
+
+def route_for(routes: list[tuple[str, str, str]], values: dict[str, Any], default: str) -> str:
+    """The container of the first route whose (field, value) matches the item, else `default`."""
+    for name, value, container in routes:
+        actual = values.get(name)
+        if actual is not None and str(actual).strip().casefold() == value.strip().casefold():
+            return container
+    return default
+
+
+def model_values(artifact: Artifact) -> dict[str, Any]:
+    """An artifact as the integration compares it: its normalised fields, title and flow state."""
+    return {**(artifact.fields or {}), TITLE: artifact.title, STATUS: artifact.flow_state}
+
+
+# ---------------------------------------------------------------------------------------------------
+# One side of an integration: its tool, how model values become native fields, how to read back
+
+
+@dataclass
+class Side:
+    name: str
+    scope: Scope
+    tool_type: str
+    condition: tuple[str, str]  # the type mapping's condition path and value ("" when none)
+    field_mappings: dict[str, FieldMapping]
+    statuses: dict[str, list[str]]  # flow state -> tool statuses, preferred first
+    connector: Connector
+    mappings: MappingSet
+    run: SyncRun | None = None
+
+    @property
+    def connection_id(self) -> int:
+        return self.scope.connection_id
+
+    def spec(self, container: str = "") -> ScopeSpec:
+        spec = scope_spec_for(self.scope, self.mappings)
+        return ScopeSpec(query=container, fields=spec.fields, page_size=spec.page_size) if container else spec
+
+    def store(self, item: ToolItem) -> Artifact:
+        """Store what the tool now holds for the item, without starting another propagation."""
+        if self.run is None:
+            self.run = SyncRun.objects.create(
+                scope=self.scope, trigger=SyncTrigger.INTEGRATION, started_at=timezone.now()
+            )
+        PageStore(self.scope, self.mappings, self.run, advance_cursor=False, propagate=False).save_page(
+            Page(items=[item])
+        )
+        return Artifact.objects.get(connection_id=self.connection_id, external_id=item.native_id)
+
+    def finish(self) -> None:
+        if self.run is not None:
+            SyncRun.objects.filter(pk=self.run.pk).update(
+                outcome=SyncOutcome.SUCCESS, finished_at=timezone.now()
+            )
+
+
+class Writer:
+    """Turns model values into one side's native writes, counting every call that changes the tool."""
+
+    def __init__(self, side: Side, other: Side, people: PersonDirectory):
+        self.side, self.other, self.people = side, other, people
+        self.writes = 0
+        self.notes: list[str] = []
+
+    def native(self, values: dict[str, Any]) -> dict[str, Any]:
+        paths: dict[str, Any] = {}
+        connector = self.side.connector
+        for name, value in values.items():
+            if name == STATUS:
+                continue
+            if name == TITLE:
+                paths[connector.title_path(self.side.tool_type)] = value
+                continue
+            mapping = self.side.field_mappings.get(name)
+            if mapping is None:
+                self.notes.append(f"{name}: no field mapping on the {self.side.name} side")
+                continue
+            native_value = _unmapped_value(mapping, value)
+            if mapping.transform == Transform.PERSON and native_value is not None:
+                account = self.people.account_for(self.other.connection_id, value, self.side.connection_id)
+                if account is None:
+                    self.notes.append(f"{name}: no account for “{value}” in {self.side.scope.connection}")
+                    continue
+                path, native_value = connector.person_value(mapping.tool_path, account)
+                paths[path] = native_value
+            else:
+                paths[mapping.tool_path] = native_value
+        return connector.write_fields(self.side.tool_type, paths)
+
+    def create(self, values: dict[str, Any], container: str) -> ToolItem:
+        native = self.native(values)
+        path, value = self.side.condition
+        if path:  # so that the new item reads back as the integration's type mapping
+            native.update(
+                self.side.connector.write_fields(
+                    self.side.tool_type, {path: self.side.connector.condition_value(path, value)}
+                )
+            )
+        self.writes += 1
+        return self.side.connector.create_item(self.side.spec(container), self.side.tool_type, native)
+
+    def update(self, artifact: Artifact, values: dict[str, Any]) -> None:
+        ref = ItemRef(native_id=artifact.external_id, key=artifact.key)
+        native = self.native(values)
+        if native:
+            self.writes += 1
+            self.side.connector.update_item(ref, native)
+        state = values.get(STATUS)
+        if state is not None and state != artifact.flow_state:
+            status = self.status_for(state)
+            if status is not None and status != artifact.tool_status:
+                self.writes += 1
+                self.side.connector.transition_item(ref, status)
+
+    def status_for(self, state: str) -> str | None:
+        statuses = self.side.statuses.get(state) or []
+        if not statuses:
+            self.notes.append(f"no status of the {self.side.name} maps to “{state}”")
+            return None
+        return statuses[0]
+
+    def write_back(self, artifact: Artifact, target: Artifact, integration: Integration) -> None:
+        """Name the target item on the source item: a link where the tool keeps them, a field if set."""
+        ref = ItemRef(native_id=artifact.external_id, key=artifact.key)
+        if integration.write_back_path:
+            self.writes += 1
+            self.side.connector.update_item(
+                ref,
+                self.side.connector.write_fields(
+                    self.side.tool_type, {integration.write_back_path: target.key}
+                ),
+            )
+        if integration.write_back_link and target.url:
+            try:
+                self.side.connector.add_link(
+                    ref, url=target.url, title=f"{self.other.scope.connection.name} {target.key}"
+                )
+                self.writes += 1
+            except ConnectorError as error:
+                if "cannot add links" not in str(error) and "no links to URLs" not in str(error):
+                    raise
+
+    def read_back(self, artifact_key: str) -> Artifact:
+        return self.side.store(self.side.connector.read_item(artifact_key, self.side.spec()))
+
+
+def _unmapped_value(mapping: FieldMapping, value: Any) -> Any:
+    """A model value as the tool had it before the mapping's value map translated it."""
+    for native, model_value in (mapping.value_map or {}).items():
+        if model_value == value:
+            return native
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# The service
+
+
+class IntegrationLease(RowLease):
+    model = Integration
+
+
+@dataclass
+class IntegrationResult:
+    integration_id: int
+    run_id: int | None = None
+    skipped: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    next_retry_at: datetime | None = None
+
+
+def integration_run(
+    integration_id: int,
+    *,
+    artifact_ids: list[int] | None = None,
+    trigger: str = SyncTrigger.SCHEDULE,
+    transport=None,
+    sleep=None,
+) -> IntegrationResult:
+    """Propagate the integration's changed items (all of them, or those among `artifact_ids`)."""
+    integration = (
+        Integration.objects.select_related(
+            "source_scope__connection",
+            "target_scope__connection",
+            "source_type_mapping",
+            "target_type_mapping",
+        )
+        .filter(pk=integration_id)
+        .first()
+    )
+    if integration is None:
+        return IntegrationResult(integration_id, skipped="the integration no longer exists")
+    if not integration.enabled:
+        return IntegrationResult(integration_id, skipped="the integration is disabled")
+    lease = IntegrationLease(integration_id)
+    if not lease.acquire():
+        return IntegrationResult(integration_id, skipped="another run of this integration is going on")
+    run = IntegrationRun.objects.create(integration=integration, trigger=trigger, started_at=timezone.now())
+    engine = None
+    try:
+        engine = Engine(integration, run, transport=transport, sleep=sleep)
+        engine.propagate(artifact_ids, lease)
+        outcome = SyncOutcome.PARTIAL if run.failed else SyncOutcome.SUCCESS
+        _finish_run(run, outcome, engine.message())
+    except ConnectorError as error:
+        _finish_run(run, SyncOutcome.FAILED, str(error))
+        logger.warning("integration %s failed: %s", integration_id, error)
+    except Exception as error:
+        _finish_run(run, SyncOutcome.FAILED, f"unexpected error: {error.__class__.__name__}: {error}")
+        raise
+    finally:
+        if engine is not None:
+            engine.close()
+        Integration.objects.filter(pk=integration_id).update(last_run_at=timezone.now())
+        lease.release()
+    next_retry = (
+        IntegrationPair.objects.filter(integration=integration, state=PairState.RETRYING)
+        .order_by("next_retry_at")
+        .values_list("next_retry_at", flat=True)
+        .first()
+    )
+    return IntegrationResult(
+        integration_id,
+        run_id=run.pk,
+        counts={
+            name: getattr(run, name)
+            for name in ("examined", "created", "updated", "unchanged", "failed", "conflicts", "writes")
+        },
+        next_retry_at=next_retry,
+    )
+
+
+def _finish_run(run: IntegrationRun, outcome: str, message: str) -> None:
+    run.outcome, run.finished_at, run.message = outcome, timezone.now(), message[:4000]
+    run.save()
+
+
+class Engine:
+    """One run of one integration: both sides' tools open, the mappings and people loaded once."""
+
+    def __init__(self, integration: Integration, run: IntegrationRun, *, transport=None, sleep=None):
+        self.integration = integration
+        self.run = run
+        self.now = timezone.now()
+        self.rules = [
+            FlowRule(flow.model_field, flow.flow, flow.timing)
+            for flow in integration.field_flows.all()
+            if flow.flow != FieldFlow.NONE
+        ]
+        if integration.status_flow != FieldFlow.NONE:
+            self.rules.append(FlowRule(STATUS, integration.status_flow))
+        self.filters = [(f.model_field, f.operator, f.value) for f in integration.filters.all()]
+        self.routes = [(r.model_field, r.value, r.container) for r in integration.routes.all()]
+        self.source = self._side(
+            SOURCE, integration.source_scope, integration.source_type_mapping, transport, sleep
+        )
+        self.target = self._side(
+            TARGET, integration.target_scope, integration.target_type_mapping, transport, sleep
+        )
+        people = PersonDirectory.load([self.source.connection_id, self.target.connection_id])
+        self.to_target = Writer(self.target, self.source, people)
+        self.to_source = Writer(self.source, self.target, people)
+
+    @staticmethod
+    def _side(name, scope, type_mapping, transport, sleep) -> Side:
+        statuses: dict[str, list[str]] = {}
+        for status in StatusMapping.objects.filter(type_mapping=type_mapping).order_by("-preferred", "id"):
+            statuses.setdefault(status.flow_state, []).append(status.tool_status)
+        return Side(
+            name=name,
+            scope=scope,
+            tool_type=type_mapping.tool_type,
+            condition=(type_mapping.condition_path, type_mapping.condition_value),
+            field_mappings={m.model_field: m for m in FieldMapping.objects.filter(type_mapping=type_mapping)},
+            statuses=statuses,
+            connector=connector_instance(scope.connection, transport=transport, sleep=sleep),
+            mappings=load_mapping_set(scope.connection),
+        )
+
+    def close(self) -> None:
+        for side in (self.source, self.target):
+            side.connector.close()
+            side.finish()
+
+    def message(self) -> str:
+        return "; ".join(dict.fromkeys(self.to_target.notes + self.to_source.notes))
+
+    # Which items
+
+    def sources(self, artifact_ids: list[int] | None):
+        integration = self.integration
+        tool_type = RawRecord.objects.filter(
+            connection_id=OuterRef("connection_id"),
+            external_id=OuterRef("external_id"),
+            item_type=self.source.tool_type,
+        )
+        items = Artifact.objects.filter(
+            Exists(tool_type),
+            connection_id=self.source.connection_id,
+            product_id=self.source.scope.product_id,
+            artifact_model_id=integration.artifact_model_id,
+            deleted_at__isnull=True,
+        )
+        if artifact_ids is not None:
+            paired_sources = IntegrationPair.objects.filter(
+                integration=integration, target_id__in=artifact_ids
+            ).values("source_id")
+            items = items.filter(Q(pk__in=artifact_ids) | Q(pk__in=paired_sources))
+        return items.order_by("pk")
+
+    def propagate(self, artifact_ids: list[int] | None, lease: RowLease) -> None:
+        sources = list(self.sources(artifact_ids))
+        pairs = {
+            pair.source_id: pair
+            for pair in IntegrationPair.objects.filter(
+                integration=self.integration, source_id__in=[a.pk for a in sources]
+            ).select_related("target")
+        }
+        for index, source in enumerate(sources):
+            if index and index % 50 == 0:
+                lease.renew()
+            self.run.examined += 1
+            pair = pairs.get(source.pk)
+            if pair is not None and not self._due(pair):
+                self.run.unchanged += 1
+                continue
+            self._one(source, pair)
+        self.run.writes = self.to_target.writes + self.to_source.writes
+
+    def _due(self, pair: IntegrationPair) -> bool:
+        if pair.state in (PairState.WAITING,):
+            return False
+        return (
+            pair.state != PairState.RETRYING or pair.next_retry_at is None or pair.next_retry_at <= self.now
+        )
+
+    def _one(self, source: Artifact, pair: IntegrationPair | None) -> None:
+        values = model_values(source)
+        try:
+            if pair is None or pair.last_synced_at is None:  # never completed: (re)create
+                if not passes_filters(self.filters, values):
+                    self.run.unchanged += 1
+                    return
+                self._create(source, pair)
+            else:
+                if self.integration.filter_reach == FilterReach.ALWAYS and not passes_filters(
+                    self.filters, values
+                ):
+                    self.run.unchanged += 1
+                    return
+                self._update(source, pair)
+        except ConnectorError as error:
+            self._failed(source, pair, error)
+
+    # Creating
+
+    def _create(self, source: Artifact, pair: IntegrationPair | None) -> None:
+        made = None
+        if pair is None:
+            pair = IntegrationPair.objects.create(
+                integration=self.integration,
+                source=source,
+                state=PairState.CREATING,
+                create_started_at=timezone.now(),
+            )
+        elif pair.create_started_at is not None:  # an earlier attempt may have made it
+            made = self._made_before(source, pair)
+        if made is None:
+            IntegrationPair.objects.filter(pk=pair.pk).update(create_started_at=timezone.now())
+            values = self._creation_values(source)
+            default = self.integration.default_container or self.target.scope.query
+            made = self.to_target.create(values, route_for(self.routes, model_values(source), default))
+        # Recorded at once: a crash from here on finds the item by its id, not by a search.
+        IntegrationPair.objects.filter(pk=pair.pk).update(
+            target_external_id=made.native_id, target_key=made.key
+        )
+        target = self.target.store(made)
+        wanted_state = source.flow_state
+        if STATUS in self._flowing_to_target() and target.flow_state != wanted_state:
+            self.to_target.update(target, {STATUS: wanted_state})
+            target = self.to_target.read_back(target.key)
+        with transaction.atomic():
+            ArtifactLink.objects.get_or_create(
+                source=target,
+                target=source,
+                kind=self.integration.link_kind,
+                defaults={"origin": LinkOrigin.SYNC},
+            )
+            pair.target = target
+            pair.target_external_id, pair.target_key = target.external_id, target.key
+        if self.integration.write_back_link or self.integration.write_back_path:
+            self.to_source.write_back(source, target, self.integration)
+            source = self.to_source.read_back(source.key)
+        self.agreed(pair, source, target)
+        self.run.created += 1
+
+    def _flowing_to_target(self) -> set[str]:
+        return {rule.model_field for rule in self.rules if rule.to_target}
+
+    def _creation_values(self, source: Artifact) -> dict[str, Any]:
+        values = model_values(source)
+        wanted = self._flowing_to_target() - {STATUS}
+        created = {TITLE: values[TITLE]}
+        created.update({name: values[name] for name in wanted if values.get(name) not in (None, "", [])})
+        return created
+
+    def _made_before(self, source: Artifact, pair: IntegrationPair) -> ToolItem | None:
+        """The item a crashed run may have created: known by id, or new in the tool with the title."""
+        connector, spec = self.target.connector, self.target.spec()
+        if pair.target_key:
+            return connector.read_item(pair.target_key, spec)
+        since = pair.create_started_at - RECOVERY_WINDOW
+        claimed = set(
+            IntegrationPair.objects.filter(integration=self.integration)
+            .exclude(pk=pair.pk)
+            .values_list("target_external_id", flat=True)
+        )
+        for page in connector.read_changes(spec, since):
+            for item in page.items:
+                if (
+                    item.title == source.title
+                    and item.item_type == self.target.tool_type
+                    and item.created >= since
+                    and item.native_id not in claimed
+                ):
+                    return item
+        return None
+
+    # Updating
+
+    def _update(self, source: Artifact, pair: IntegrationPair) -> None:
+        target = pair.target
+        if target is None:
+            target = Artifact.objects.filter(
+                connection_id=self.target.connection_id, external_id=pair.target_external_id
+            ).first()
+            if target is None:  # made, but not stored yet: read it back now
+                target = self.to_target.read_back(pair.target_key)
+            IntegrationPair.objects.filter(pk=pair.pk).update(target=target)
+        if target.deleted_at is not None:
+            self.run.unchanged += 1
+            return
+        source_now, target_now = model_values(source), model_values(target)
+        plan = plan_pair(
+            self.rules,
+            source_now,
+            target_now,
+            pair.source_values,
+            pair.target_values,
+            policy=self.integration.conflict_policy,
+            source_is_newer=source.updated_at >= target.updated_at,
+            open_conflicts=pair.conflicts,
+        )
+        if not plan.writes and not plan.conflicts:
+            if plan.accept_source or plan.accept_target or pair.state != PairState.OK:
+                self.agreed(pair, source, target, keep=plan)
+            self.run.unchanged += 1
+            return
+        if plan.to_target:
+            self.to_target.update(target, plan.to_target)
+            target = self.to_target.read_back(target.key)
+        if plan.to_source:
+            self.to_source.update(source, plan.to_source)
+            source = self.to_source.read_back(source.key)
+        if plan.conflicts:
+            self.run.conflicts += 1
+        self.agreed(pair, source, target, keep=plan)
+        if plan.writes:
+            self.run.updated += 1
+
+    def agreed(self, pair: IntegrationPair, source: Artifact, target: Artifact, keep: PairPlan | None = None):
+        """Both sides' baselines become what they now hold, but for fields left in conflict."""
+        conflicts = {**pair.conflicts, **(keep.conflicts if keep else {})}
+        source_values, target_values = model_values(source), model_values(target)
+        for name in conflicts:
+            source_values[name] = pair.source_values.get(name)
+            target_values[name] = pair.target_values.get(name)
+        IntegrationPair.objects.filter(pk=pair.pk).update(
+            target=target,
+            target_external_id=target.external_id,
+            target_key=target.key,
+            source_values=source_values,
+            target_values=target_values,
+            conflicts=conflicts,
+            state=PairState.CONFLICT if conflicts else PairState.OK,
+            attempts=0,
+            next_retry_at=None,
+            last_error="",
+            last_synced_at=timezone.now(),
+        )
+        SyncError.objects.filter(
+            fingerprint=_error_fingerprint(self.integration, source.external_id), resolved_at__isnull=True
+        ).update(resolved_at=timezone.now())
+
+    # Failing
+
+    def _failed(self, source: Artifact, pair: IntegrationPair | None, error: ConnectorError) -> None:
+        self.run.failed += 1
+        if pair is None:
+            pair, _ = IntegrationPair.objects.get_or_create(
+                integration=self.integration, source=source, defaults={"state": PairState.CREATING}
+            )
+        attempts = pair.attempts + 1
+        give_up = attempts >= self.integration.max_attempts
+        delay = min(settings.SYNC_RETRY_SECONDS * 2 ** (attempts - 1), 6 * 3600)
+        IntegrationPair.objects.filter(pk=pair.pk).update(
+            attempts=attempts,
+            state=PairState.WAITING if give_up else PairState.RETRYING,
+            next_retry_at=None if give_up else timezone.now() + timedelta(seconds=delay),
+            last_error=str(error)[:4000],
+        )
+        scope = self.integration.target_scope
+        now = timezone.now()
+        fingerprint = _error_fingerprint(self.integration, source.external_id)
+        message = f"{self.integration}: {source.key}: {error}" + (
+            f" (gave up after {attempts} attempts: retry in admin)" if give_up else ""
+        )
+        updated = SyncError.objects.filter(
+            connection_id=scope.connection_id, scope=scope, fingerprint=fingerprint, resolved_at__isnull=True
+        ).update(attempts=attempts, last_seen_at=now, message=message)
+        if not updated:
+            SyncError.objects.create(
+                connection_id=scope.connection_id,
+                scope=scope,
+                stage=SyncStage.WRITE,
+                fingerprint=fingerprint,
+                item_key=source.key[:255],
+                external_id=source.external_id[:255],
+                message=message,
+                attempts=attempts,
+                first_seen_at=now,
+                last_seen_at=now,
+            )
+        connection_record_health(scope.connection, error=str(error))
+        logger.warning("integration %s: %s failed: %s", self.integration.pk, source.key, error)
+
+
+def _error_fingerprint(integration: Integration, external_id: str) -> str:
+    return f"integration:{integration.pk}:{external_id}"[:400]
+
+
+# ---------------------------------------------------------------------------------------------------
+# What people do in admin
+
+
+def pairs_retry(integration: Integration) -> int:
+    """Failed pairs (retrying or given up) are due again at once; returns how many."""
+    return IntegrationPair.objects.filter(
+        integration=integration, state__in=[PairState.RETRYING, PairState.WAITING]
+    ).update(state=PairState.RETRYING, attempts=0, next_retry_at=None)
+
+
+def pair_conflict_resolve(pair: IntegrationPair, *, take: str, transport=None, sleep=None) -> None:
+    """Settle the pair's flagged fields with one side's values: written to the other side now."""
+    if take not in (SOURCE, TARGET):
+        raise ValueError(f"take must be {SOURCE} or {TARGET}")
+    if not pair.conflicts:
+        return
+    lease = IntegrationLease(pair.integration_id)
+    if not lease.acquire():
+        raise ConnectorError("a run of this integration is going on; try again in a moment")
+    run = IntegrationRun.objects.create(
+        integration=pair.integration, trigger=SyncTrigger.MANUAL, started_at=timezone.now()
+    )
+    engine = Engine(pair.integration, run, transport=transport, sleep=sleep)
+    try:
+        source, target = pair.source, pair.target
+        chosen = {name: values[take] for name, values in pair.conflicts.items()}
+        if take == SOURCE:
+            engine.to_target.update(target, chosen)
+            target = engine.to_target.read_back(target.key)
+        else:
+            engine.to_source.update(source, chosen)
+            source = engine.to_source.read_back(source.key)
+        pair.conflicts = {}
+        IntegrationPair.objects.filter(pk=pair.pk).update(conflicts={})
+        engine.agreed(pair, source, target)
+        run.updated, run.writes = 1, engine.to_target.writes + engine.to_source.writes
+        _finish_run(run, SyncOutcome.SUCCESS, f"conflict resolved: took the {take}'s values")
+    except ConnectorError as error:
+        _finish_run(run, SyncOutcome.FAILED, str(error))
+        raise
+    finally:
+        engine.close()
+        lease.release()
