@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -83,6 +84,7 @@ class IntegrationWorld:
     connections: dict[str, ToolConnection]
     scopes: dict[str, Scope]
     integrations: dict[str, Integration]
+    clock: Any = None
     sleeps: list[float] = field(default_factory=list)
 
     @property
@@ -253,4 +255,5 @@ def make_integration_world(base_url: str = TOOLS_URL, now=None) -> IntegrationWo
         {"salesforce": sf, "targetprocess": tp, "jira": ji, "zendesk": zd},
         scopes,
         {"to_tp": to_tp, "to_jira": to_jira, "escalations": escalations},
+        clock=now,
     )

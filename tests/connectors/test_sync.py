@@ -1,10 +1,13 @@
 """The propagation engine against the in-process fakes: the seed story, loops, conflicts, faults."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from connectors.ingest import scope_sync
 from connectors.models import IntegrationPair, PairState
 from connectors.sync import integration_run
+from tests.connectors.conftest import Clock
 from tests.connectors.integration_world import make_integration_world
 from vsm.choices import LinkKind
 from vsm.models import Artifact, ArtifactLink
@@ -14,10 +17,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def world():
-    return make_integration_world()
+    # The fakes' clock runs from the real now: the engine finds a half-made item by when it was made.
+    return make_integration_world(now=Clock(datetime.now(UTC)))
 
 
 def sync(world, tool):
+    world.clock.advance(minutes=2)  # Zendesk's export leaves out the last minute's changes
     result = scope_sync(world.scopes[tool].pk, **world.kwargs())
     assert result.outcome == "success", result
     return result
@@ -80,3 +85,199 @@ def test_a_second_run_changes_nothing(world):
     assert world.writes() == writes
     assert Artifact.objects.filter(connection=world.connections["targetprocess"]).count() == 1
     assert IntegrationPair.objects.get().state == PairState.OK
+
+
+def test_an_escalated_zendesk_ticket_becomes_a_jira_bug_and_its_resolution_shows_on_the_ticket(world):
+    ticket = world.zendesk.add_ticket("Card payments fail", tags=["engineering"], status="open")
+    world.zendesk.add_ticket("How do I reset my password?", status="open")  # a plain case: not escalated
+    sync(world, "zendesk")
+    assert run(world, "escalations").counts["created"] == 1
+    bug = IntegrationPair.objects.get(integration=world.integrations["escalations"]).target
+    assert (bug.artifact_model.slug, world.jira.issues[bug.key].issue_type.name) == ("defect", "Bug")
+    stored = world.zendesk.tickets[ticket]
+    assert stored.custom_fields[int(world.connections["zendesk"].options["jira_key_field_id"])] == bug.key
+    assert any(bug.url in comment.body and not comment.public for comment in stored.comments)
+
+    world.jira.transition(bug.key, "In Progress")
+    world.jira.transition(bug.key, "Done")
+    sync(world, "jira")
+    assert run(world, "escalations").counts["updated"] == 1
+    assert world.zendesk.tickets[ticket].status == "solved"
+
+
+def test_what_the_engine_wrote_is_not_echoed_and_two_way_edits_converge(world):
+    world.salesforce.add_request("Pay by invoice", status="New")
+    sync(world, "salesforce")
+    run(world, "to_tp")
+    run(world, "to_jira")
+    epic = IntegrationPair.objects.get(integration=world.integrations["to_jira"]).target
+    tp_id = int(IntegrationPair.objects.get(integration=world.integrations["to_jira"]).source.external_id)
+
+    before = world.writes()
+    world.jira.edit(epic.key, {"summary": "Pay by invoice (EU)"})
+    sync(world, "jira")
+    run(world, "to_jira")
+    assert world.writes()["targetprocess"] == before["targetprocess"] + 1  # one write, to the other side
+    assert world.writes()["jira"] == before["jira"]  # nothing echoed back (the edit was not over HTTP)
+    world.targetprocess.edit(tp_id, {"Name": "Pay by invoice (EU and UK)"})
+    for tool in ("targetprocess", "jira"):
+        sync(world, tool)
+    run(world, "to_jira")
+    assert world.jira.issues[epic.key].fields["summary"] == "Pay by invoice (EU and UK)"
+
+    settled = world.writes()
+    for _ in range(2):  # the engine's own writes, read back by polls, change nothing
+        for tool in ("salesforce", "targetprocess", "jira"):
+            sync(world, tool)
+        assert run(world, "to_jira").counts["updated"] == 0
+        assert run(world, "to_tp").counts["updated"] == 0
+    assert world.writes() == settled
+
+
+def _conflicting_titles(world, policy):
+    from connectors.models import Integration
+
+    Integration.objects.filter(pk=world.integrations["to_jira"].pk).update(conflict_policy=policy)
+    world.salesforce.add_request("Pay by invoice", status="New")
+    sync(world, "salesforce")
+    run(world, "to_tp")
+    run(world, "to_jira")
+    pair = IntegrationPair.objects.get(integration=world.integrations["to_jira"])
+    tp_id = int(pair.source.external_id)
+    world.targetprocess.edit(tp_id, {"Name": "Title from Targetprocess"})
+    world.clock.advance(minutes=1)
+    world.jira.edit(pair.target.key, {"summary": "Title from Jira"})
+    for tool in ("targetprocess", "jira"):
+        sync(world, tool)
+    run(world, "to_jira")
+    return pair, tp_id
+
+
+@pytest.mark.parametrize(
+    ("policy", "title"),
+    [
+        ("source_wins", "Title from Targetprocess"),
+        ("target_wins", "Title from Jira"),
+        ("latest_wins", "Title from Jira"),  # Jira's edit came after Targetprocess's
+    ],
+)
+def test_a_field_changed_on_both_sides_is_settled_by_the_policy(world, policy, title):
+    pair, tp_id = _conflicting_titles(world, policy)
+    assert world.targetprocess.entities[tp_id].name == title
+    assert world.jira.issues[pair.target.key].fields["summary"] == title
+    pair.refresh_from_db()
+    assert (pair.state, pair.conflicts) == (PairState.OK, {})
+
+
+def test_flag_stops_the_field_until_a_person_picks_a_side_and_other_fields_still_flow(world):
+    from connectors.sync import pair_conflict_resolve
+
+    pair, tp_id = _conflicting_titles(world, "flag")
+    pair.refresh_from_db()
+    assert pair.state == PairState.CONFLICT
+    assert pair.conflicts == {"title": {"source": "Title from Targetprocess", "target": "Title from Jira"}}
+    assert world.targetprocess.entities[tp_id].name == "Title from Targetprocess"  # nothing overwritten
+
+    world.jira.transition(pair.target.key, "In Progress")
+    sync(world, "jira")
+    run(world, "to_jira")
+    assert (
+        world.targetprocess.states[world.targetprocess.entities[tp_id].state_id].name == "In Progress"
+    )  # the status still flows
+    pair.refresh_from_db()
+    assert pair.state == PairState.CONFLICT
+
+    pair_conflict_resolve(pair, take="target", **world.kwargs())
+    pair.refresh_from_db()
+    assert (pair.state, pair.conflicts) == (PairState.OK, {})
+    assert world.targetprocess.entities[tp_id].name == "Title from Jira"
+    sync(world, "targetprocess")
+    assert run(world, "to_jira").counts["updated"] == 0
+
+
+def _requests(world, count):
+    keys = [world.salesforce.add_request(f"Request {n}", status="New") for n in range(count)]
+    sync(world, "salesforce")
+    return keys
+
+
+def _tp_requests(world):
+    return sorted(e.name for e in world.targetprocess.entities.values() if e.entity_type == "Request")
+
+
+def test_a_target_failing_mid_batch_loses_nothing_duplicates_nothing_and_the_rest_goes_on(world, settings):
+    settings.SYNC_RETRY_SECONDS = 0
+    _requests(world, 6)
+    calls = {"n": 0}
+    from connectors.providers.targetprocess.provider import TargetprocessConnector
+
+    create = TargetprocessConnector.create_item
+
+    def third_create_fails(self, scope, item_type, fields):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            world.targetprocess.fail(1, status=500)
+        return create(self, scope, item_type, fields)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TargetprocessConnector, "create_item", third_create_fails)
+        first = run(world, "to_tp")
+    assert (first.counts["created"], first.counts["failed"]) == (5, 1)
+    failed = IntegrationPair.objects.get(state=PairState.RETRYING)
+    assert "500" in failed.last_error
+    assert failed.source.key in [e.item_key for e in failed.integration.target_scope.errors.all()]
+
+    second = run(world, "to_tp")
+    assert (second.counts["created"], second.counts["failed"]) == (1, 0)
+    assert _tp_requests(world) == [f"Request {n}" for n in range(6)]
+    assert not IntegrationPair.objects.exclude(state=PairState.OK).exists()
+    assert not failed.integration.target_scope.errors.filter(resolved_at__isnull=True).exists()
+
+
+def test_rate_limits_are_waited_out_within_the_run(world):
+    _requests(world, 3)
+    world.targetprocess.rate_limit(2, retry_after=7)
+    assert run(world, "to_tp").counts["created"] == 3
+    assert 7 in world.sleeps
+    assert len(_tp_requests(world)) == 3
+
+
+def test_an_item_created_whose_answer_was_lost_is_found_again_not_made_twice(world, settings):
+    settings.SYNC_RETRY_SECONDS = 0
+    _requests(world, 2)
+    from connectors.exceptions import Unavailable
+    from connectors.providers.targetprocess.provider import TargetprocessConnector
+
+    create = TargetprocessConnector.create_item
+
+    def answer_lost(self, scope, item_type, fields):
+        create(self, scope, item_type, fields)
+        raise Unavailable("the connection dropped before the answer came")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TargetprocessConnector, "create_item", answer_lost)
+        assert run(world, "to_tp").counts["failed"] == 2
+    assert len(_tp_requests(world)) == 2
+    again = run(world, "to_tp")
+    assert again.counts["created"] == 2
+    assert _tp_requests(world) == ["Request 0", "Request 1"]  # adopted, not made again
+    assert IntegrationPair.objects.filter(state=PairState.OK, target__isnull=False).count() == 2
+
+
+def test_after_the_configured_attempts_a_pair_waits_for_a_person_and_retry_sets_it_going(world, settings):
+    from connectors.models import Integration
+    from connectors.sync import pairs_retry
+
+    settings.SYNC_RETRY_SECONDS = 0
+    Integration.objects.filter(pk=world.integrations["to_tp"].pk).update(max_attempts=2)
+    _requests(world, 1)
+    world.targetprocess.fail(2, status=400)
+    run(world, "to_tp")
+    run(world, "to_tp")
+    pair = IntegrationPair.objects.get()
+    assert (pair.state, pair.attempts) == (PairState.WAITING, 2)
+    assert run(world, "to_tp").counts["failed"] == 0  # waiting: left alone
+    assert "retry in admin" in world.integrations["to_tp"].target_scope.errors.get().message
+
+    assert pairs_retry(world.integrations["to_tp"]) == 1
+    assert run(world, "to_tp").counts["created"] == 1
