@@ -17,7 +17,16 @@ from django.utils.html import format_html, format_html_join
 from connectors.base import Connector, CredentialField, OptionField, RegistryError, connector_for
 from connectors.base import registered_connectors as registered_connector_classes
 from connectors.mappings import VALUE_FIELD
-from connectors.models import FieldMapping, Scope, StatusMapping, SyncError, ToolConnection, TypeMapping
+from connectors.models import (
+    FieldFlow,
+    FieldMapping,
+    Integration,
+    Scope,
+    StatusMapping,
+    SyncError,
+    ToolConnection,
+    TypeMapping,
+)
 from vsm.choices import FlowState
 from vsm.models import ArtifactModel, FlowItemType, ModelField
 
@@ -540,3 +549,117 @@ def credential_states(connection: ToolConnection) -> str:
 
 def add_connection_help() -> str:
     return format_html("Pick the tool, or start with its settings shown: {}.", kind_links())
+
+
+# --- Integrations ------------------------------------------------------------------------------------
+
+# Fields every item has besides its model's fields: the title, and the flow state (for filters/routes).
+ITEM_FIELDS = ("title",)
+STATE_FIELD = "status"
+
+
+class IntegrationAdminForm(forms.ModelForm):
+    """Both sides must be a scope with a type mapping of its own connection, mapping to the same model."""
+
+    class Meta:
+        model = Integration
+        fields = [
+            "name",
+            "enabled",
+            "artifact_model",
+            "source_scope",
+            "source_type_mapping",
+            "target_scope",
+            "target_type_mapping",
+            "default_container",
+            "filter_reach",
+            "status_flow",
+            "link_kind",
+            "conflict_policy",
+            "write_back_link",
+            "write_back_path",
+            "max_attempts",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        artifact_model = cleaned.get("artifact_model")
+        for side in ("source", "target"):
+            scope, mapping = cleaned.get(f"{side}_scope"), cleaned.get(f"{side}_type_mapping")
+            if scope is None or mapping is None:
+                continue
+            if mapping.connection_id != scope.connection_id:
+                self.add_error(
+                    f"{side}_type_mapping",
+                    f"“{mapping}” belongs to {mapping.connection}, "
+                    f"but the {side} scope reads {scope.connection}.",
+                )
+            elif artifact_model is not None and mapping.artifact_model_id != artifact_model.pk:
+                self.add_error(
+                    f"{side}_type_mapping",
+                    f"The {side} side maps {mapping.tool_type} to {mapping.artifact_model}, "
+                    f"but the integration carries {artifact_model}: "
+                    "both sides must map to the integration's model.",
+                )
+        source, target = cleaned.get("source_scope"), cleaned.get("target_scope")
+        if source is not None and source == target:
+            self.add_error("target_scope", "The target must be another scope than the source.")
+        return cleaned
+
+
+def _mapped_fields(type_mapping_id: int | None) -> set[str]:
+    if type_mapping_id is None:
+        return set()
+    return set(
+        FieldMapping.objects.filter(type_mapping_id=type_mapping_id).values_list("model_field", flat=True)
+    )
+
+
+class IntegrationFieldFormSet(BaseInlineFormSet):
+    """A flowing field must be a field of the model, mapped on both sides (the title always is)."""
+
+    def clean(self):
+        integration = self.instance
+        if integration.artifact_model_id is None:
+            return super().clean()
+        names = model_field_names(integration.artifact_model_id)
+        mapped = {
+            "source": _mapped_fields(integration.source_type_mapping_id),
+            "target": _mapped_fields(integration.target_type_mapping_id),
+        }
+        for form in live_forms(self):
+            name, flow = form.cleaned_data.get("model_field"), form.cleaned_data.get("flow")
+            if not name or name in ITEM_FIELDS or flow == FieldFlow.NONE:
+                continue
+            if name not in names:
+                form.add_error(
+                    "model_field", unknown_model_field_message(name, integration.artifact_model, names)
+                )
+                continue
+            missing = [side for side in ("source", "target") if name not in mapped[side]]
+            if missing:
+                mappings = " and ".join(str(getattr(integration, f"{side}_type_mapping")) for side in missing)
+                form.add_error(
+                    "model_field",
+                    f"“{name}” has no field mapping on the {' and '.join(missing)} side: "
+                    f"add one to {mappings} first.",
+                )
+        super().clean()
+
+
+class IntegrationConditionFormSet(BaseInlineFormSet):
+    """Routes and filters read the source item's model fields, its title or its status (flow state)."""
+
+    def clean(self):
+        integration = self.instance
+        if integration.artifact_model_id is not None:
+            names = model_field_names(integration.artifact_model_id)
+            for form in live_forms(self):
+                name = form.cleaned_data.get("model_field")
+                if name and name not in names and name not in (*ITEM_FIELDS, STATE_FIELD):
+                    form.add_error(
+                        "model_field",
+                        unknown_model_field_message(name, integration.artifact_model, names)
+                        + f" (or {', '.join((*ITEM_FIELDS, STATE_FIELD))})",
+                    )
+        super().clean()

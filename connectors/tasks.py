@@ -1,7 +1,14 @@
 from celery import shared_task
 
 from connectors import ingest, links, services, sync
-from connectors.models import Integration, SyncError, SyncTrigger, ToolConnection, WebhookDelivery
+from connectors.models import (
+    Integration,
+    IntegrationPair,
+    SyncError,
+    SyncTrigger,
+    ToolConnection,
+    WebhookDelivery,
+)
 
 
 @shared_task(acks_late=True)
@@ -62,3 +69,14 @@ def integrations_sweep_task() -> int:
     for integration_id in ids:
         integration_run_task.delay(integration_id)
     return len(ids)
+
+
+@shared_task(acks_late=True)
+def integration_pair_resolve_task(pair_id: int, take: str) -> bool:
+    pair = (
+        IntegrationPair.objects.select_related("integration", "source", "target").filter(pk=pair_id).first()
+    )
+    if pair is None or not pair.conflicts:
+        return False
+    sync.pair_conflict_resolve(pair, take=take)
+    return True

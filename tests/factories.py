@@ -455,3 +455,62 @@ class LinkRuleFactory(factory.django.DjangoModelFactory):
     target_connection = factory.SubFactory(ToolConnectionFactory)
     kind = "committed_in"
     reverse = True
+
+
+class PersonFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "connectors.Person"
+
+    name = factory.Sequence(lambda n: f"Person {n}")
+
+
+class PersonAccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "connectors.PersonAccount"
+
+    person = factory.SubFactory(PersonFactory)
+    connection = factory.SubFactory(ToolConnectionFactory)
+    account_id = factory.Sequence(lambda n: f"account-{n}")
+
+
+class IntegrationFactory(factory.django.DjangoModelFactory):
+    """Two scopes of two connections, both mapping Story to the story model."""
+
+    class Meta:
+        model = "connectors.Integration"
+
+    name = factory.Sequence(lambda n: f"Integration {n}")
+    artifact_model = factory.LazyFunction(lambda: artifact_model("story"))
+    source_scope = factory.SubFactory(ScopeFactory)
+    source_type_mapping = factory.SubFactory(
+        TypeMappingFactory,
+        connection=factory.SelfAttribute("..source_scope.connection"),
+        artifact_model=factory.SelfAttribute("..artifact_model"),
+    )
+    target_scope = factory.SubFactory(ScopeFactory)
+    target_type_mapping = factory.SubFactory(
+        TypeMappingFactory,
+        connection=factory.SelfAttribute("..target_scope.connection"),
+        artifact_model=factory.SelfAttribute("..artifact_model"),
+    )
+
+
+class IntegrationPairFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "connectors.IntegrationPair"
+
+    integration = factory.SubFactory(IntegrationFactory)
+    source = factory.SubFactory(ArtifactFactory)
+    target = factory.SubFactory(ArtifactFactory)
+    target_external_id = factory.SelfAttribute("target.external_id")
+    target_key = factory.SelfAttribute("target.key")
+    state = "ok"
+
+
+class IntegrationRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "connectors.IntegrationRun"
+
+    integration = factory.SubFactory(IntegrationFactory)
+    started_at = BASE_TIME
+    outcome = "success"

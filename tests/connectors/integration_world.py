@@ -11,6 +11,7 @@ Zendesk fakes, connected, mapped and integrated the way an admin would set them 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ import httpx
 from connectors.fakes.jira import FakeJira
 from connectors.fakes.salesforce import FakeSalesforce
 from connectors.fakes.targetprocess import FakeTargetprocess
-from connectors.fakes.wsgi import FakeApp, PrefixDispatcher
+from connectors.fakes.wsgi import FakeApp, PrefixDispatcher, serve
 from connectors.fakes.zendesk import JIRA_KEY_FIELD_ID, FakeZendesk
 from connectors.models import (
     ConflictPolicy,
@@ -257,3 +258,12 @@ def make_integration_world(base_url: str = TOOLS_URL, now=None) -> IntegrationWo
         {"to_tp": to_tp, "to_jira": to_jira, "escalations": escalations},
         clock=now,
     )
+
+
+@contextmanager
+def served(world: IntegrationWorld):
+    """The world's fakes on a loopback socket, its connections pointing there, for the length of the block."""
+    with serve(world.fakes) as server:
+        for connection in world.connections.values():
+            ToolConnection.objects.filter(pk=connection.pk).update(base_url=server.url(connection.kind))
+        yield server

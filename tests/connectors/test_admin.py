@@ -22,8 +22,13 @@ from connectors.client import RetryPolicy
 from connectors.ingest import PageStore
 from connectors.models import (
     FieldMapping,
+    Integration,
+    IntegrationPair,
+    IntegrationRun,
     LinkRule,
     PendingLink,
+    Person,
+    PersonAccount,
     RawRecord,
     Scope,
     StatusMapping,
@@ -38,8 +43,13 @@ from tests.factories import (
     BASE_TIME,
     ArtifactFactory,
     FieldMappingFactory,
+    IntegrationFactory,
+    IntegrationPairFactory,
+    IntegrationRunFactory,
     LinkRuleFactory,
     PartnerFactory,
+    PersonAccountFactory,
+    PersonFactory,
     ProductFactory,
     ScopeFactory,
     StaffFactory,
@@ -339,10 +349,15 @@ ROW_BUILDERS = {
     PendingLink: pending_link_rows,
     LinkRule: lambda count: LinkRuleFactory.create_batch(count),
     WebhookDelivery: webhook_delivery_rows,
+    Integration: lambda count: IntegrationFactory.create_batch(count),
+    IntegrationPair: lambda count: IntegrationPairFactory.create_batch(count),
+    IntegrationRun: lambda count: IntegrationRunFactory.create_batch(count),
+    Person: lambda count: PersonFactory.create_batch(count),
+    PersonAccount: lambda count: PersonAccountFactory.create_batch(count),
 }
 CONNECTOR_MODELS = list(ROW_BUILDERS)
-EDITABLE_MODELS = [ToolConnection, Scope, TypeMapping, StatusMapping, FieldMapping]
-RECORD_MODELS = [SyncRun, SyncError, RawRecord, PendingLink, WebhookDelivery]
+EDITABLE_MODELS = [ToolConnection, Scope, TypeMapping, StatusMapping, FieldMapping, Integration, Person]
+RECORD_MODELS = [SyncRun, SyncError, RawRecord, PendingLink, WebhookDelivery, IntegrationPair, IntegrationRun]
 
 
 def model_id(model) -> str:
