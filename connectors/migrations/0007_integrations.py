@@ -5,212 +5,574 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connectors', '0006_webhooks'),
-        ('vsm', '0003_field_validators'),
+        ("connectors", "0006_webhooks"),
+        ("vsm", "0003_field_validators"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='statusmapping',
-            name='preferred',
-            field=models.BooleanField(default=False, help_text='The status integrations move an item to when it must reach this flow state (several statuses may map to one state); without one, the first mapped.'),
+            model_name="statusmapping",
+            name="preferred",
+            field=models.BooleanField(
+                default=False,
+                help_text="The status integrations move an item to when it must reach this flow state (several statuses may map to one state); without one, the first mapped.",
+            ),
         ),
         migrations.AlterField(
-            model_name='syncrun',
-            name='trigger',
-            field=models.CharField(choices=[('schedule', 'schedule'), ('manual', 'manual'), ('webhook', 'webhook'), ('full_scan', 'full scan'), ('integration', 'read back after an integration wrote')], default='schedule', max_length=16),
+            model_name="syncrun",
+            name="trigger",
+            field=models.CharField(
+                choices=[
+                    ("schedule", "schedule"),
+                    ("manual", "manual"),
+                    ("webhook", "webhook"),
+                    ("full_scan", "full scan"),
+                    ("integration", "read back after an integration wrote"),
+                ],
+                default="schedule",
+                max_length=16,
+            ),
         ),
         migrations.CreateModel(
-            name='Integration',
+            name="Integration",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('enabled', models.BooleanField(default=True)),
-                ('default_container', models.CharField(blank=True, help_text="Where a new target item goes when no route matches (a Jira project key, a Targetprocess project id); empty: the target scope's query.", max_length=200)),
-                ('filter_reach', models.CharField(choices=[('create', 'creation only'), ('always', 'creation and updates')], default='create', help_text='Whether the filter decides only which items are created, or also which are updated.', max_length=8)),
-                ('status_flow', models.CharField(choices=[('none', 'none'), ('to_target', 'source → target'), ('to_source', 'target → source'), ('both', 'both ways')], default='both', max_length=12)),
-                ('link_kind', models.CharField(choices=[('derived_from', 'derived from'), ('implements', 'implements'), ('child_of', 'child of'), ('relates_to', 'relates to'), ('fixes', 'fixes'), ('synced_with', 'synced with'), ('committed_in', 'committed in'), ('built_in', 'built in'), ('released_in', 'released in'), ('deployed_in', 'deployed in')], default='synced_with', max_length=16)),
-                ('conflict_policy', models.CharField(choices=[('source_wins', 'source wins'), ('target_wins', 'target wins'), ('latest_wins', 'latest change wins'), ('flag', 'stop and flag for a person')], default='flag', max_length=12)),
-                ('write_back_link', models.BooleanField(default=True, help_text='Add a link to the target item on the source item where the tool allows (a Jira remote link, a Zendesk note).')),
-                ('write_back_path', models.CharField(blank=True, help_text="Optional: a native field of the source item that receives the target's key, e.g. Jira_Key__c in Salesforce.", max_length=300)),
-                ('max_attempts', models.PositiveSmallIntegerField(default=5, help_text='Failed writes of one item are retried with backoff this often, then wait.')),
-                ('last_run_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('lease_token', models.CharField(blank=True, editable=False, max_length=64)),
-                ('lease_expires_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('artifact_model', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='vsm.artifactmodel')),
-                ('source_scope', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='integrations_out', to='connectors.scope')),
-                ('source_type_mapping', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='connectors.typemapping')),
-                ('target_scope', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='integrations_in', to='connectors.scope')),
-                ('target_type_mapping', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='connectors.typemapping')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "default_container",
+                    models.CharField(
+                        blank=True,
+                        help_text="Where a new target item goes when no route matches (a Jira project key, a Targetprocess project id); empty: the target scope's query.",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "filter_reach",
+                    models.CharField(
+                        choices=[("create", "creation only"), ("always", "creation and updates")],
+                        default="create",
+                        help_text="Whether the filter decides only which items are created, or also which are updated.",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "status_flow",
+                    models.CharField(
+                        choices=[
+                            ("none", "none"),
+                            ("to_target", "source → target"),
+                            ("to_source", "target → source"),
+                            ("both", "both ways"),
+                        ],
+                        default="both",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "link_kind",
+                    models.CharField(
+                        choices=[
+                            ("derived_from", "derived from"),
+                            ("implements", "implements"),
+                            ("child_of", "child of"),
+                            ("relates_to", "relates to"),
+                            ("fixes", "fixes"),
+                            ("synced_with", "synced with"),
+                            ("committed_in", "committed in"),
+                            ("built_in", "built in"),
+                            ("released_in", "released in"),
+                            ("deployed_in", "deployed in"),
+                        ],
+                        default="synced_with",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "conflict_policy",
+                    models.CharField(
+                        choices=[
+                            ("source_wins", "source wins"),
+                            ("target_wins", "target wins"),
+                            ("latest_wins", "latest change wins"),
+                            ("flag", "stop and flag for a person"),
+                        ],
+                        default="flag",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "write_back_link",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Add a link to the target item on the source item where the tool allows (a Jira remote link, a Zendesk note).",
+                    ),
+                ),
+                (
+                    "write_back_path",
+                    models.CharField(
+                        blank=True,
+                        help_text="Optional: a native field of the source item that receives the target's key, e.g. Jira_Key__c in Salesforce.",
+                        max_length=300,
+                    ),
+                ),
+                (
+                    "max_attempts",
+                    models.PositiveSmallIntegerField(
+                        default=5,
+                        help_text="Failed writes of one item are retried with backoff this often, then wait.",
+                    ),
+                ),
+                ("last_run_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("lease_token", models.CharField(blank=True, editable=False, max_length=64)),
+                ("lease_expires_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "artifact_model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="vsm.artifactmodel"
+                    ),
+                ),
+                (
+                    "source_scope",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="integrations_out",
+                        to="connectors.scope",
+                    ),
+                ),
+                (
+                    "source_type_mapping",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="connectors.typemapping",
+                    ),
+                ),
+                (
+                    "target_scope",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="integrations_in",
+                        to="connectors.scope",
+                    ),
+                ),
+                (
+                    "target_type_mapping",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="connectors.typemapping",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='IntegrationField',
+            name="IntegrationField",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model_field', models.SlugField(help_text="A field of the integration's model, or `title`.", max_length=60)),
-                ('flow', models.CharField(choices=[('none', 'none'), ('to_target', 'source → target'), ('to_source', 'target → source'), ('both', 'both ways')], default='to_target', max_length=12)),
-                ('timing', models.CharField(choices=[('create', 'on creation only'), ('always', 'always')], default='always', max_length=8)),
-                ('integration', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='field_flows', to='connectors.integration')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "model_field",
+                    models.SlugField(
+                        help_text="A field of the integration's model, or `title`.", max_length=60
+                    ),
+                ),
+                (
+                    "flow",
+                    models.CharField(
+                        choices=[
+                            ("none", "none"),
+                            ("to_target", "source → target"),
+                            ("to_source", "target → source"),
+                            ("both", "both ways"),
+                        ],
+                        default="to_target",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "timing",
+                    models.CharField(
+                        choices=[("create", "on creation only"), ("always", "always")],
+                        default="always",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "integration",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="field_flows",
+                        to="connectors.integration",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['model_field'],
+                "ordering": ["model_field"],
             },
         ),
         migrations.CreateModel(
-            name='IntegrationFilter',
+            name="IntegrationFilter",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model_field', models.SlugField(max_length=60)),
-                ('operator', models.CharField(choices=[('equals', 'equals'), ('not_equals', 'does not equal'), ('one_of', 'is one of (comma-separated)'), ('is_set', 'is set'), ('is_true', 'is yes')], default='equals', max_length=12)),
-                ('value', models.CharField(blank=True, max_length=500)),
-                ('integration', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='filters', to='connectors.integration')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("model_field", models.SlugField(max_length=60)),
+                (
+                    "operator",
+                    models.CharField(
+                        choices=[
+                            ("equals", "equals"),
+                            ("not_equals", "does not equal"),
+                            ("one_of", "is one of (comma-separated)"),
+                            ("is_set", "is set"),
+                            ("is_true", "is yes"),
+                        ],
+                        default="equals",
+                        max_length=12,
+                    ),
+                ),
+                ("value", models.CharField(blank=True, max_length=500)),
+                (
+                    "integration",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="filters",
+                        to="connectors.integration",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='IntegrationPair',
+            name="IntegrationPair",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('target_external_id', models.CharField(blank=True, max_length=255)),
-                ('target_key', models.CharField(blank=True, max_length=255)),
-                ('state', models.CharField(choices=[('creating', 'creating the target item'), ('ok', 'in step'), ('retrying', 'failed, will retry'), ('waiting', 'failed, waits for a person'), ('conflict', 'conflict, waits for a person')], default='creating', max_length=12)),
-                ('source_values', models.JSONField(blank=True, default=dict)),
-                ('target_values', models.JSONField(blank=True, default=dict)),
-                ('conflicts', models.JSONField(blank=True, default=dict, help_text='Field -> {source, target} values waiting for a person.')),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('next_retry_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('create_started_at', models.DateTimeField(blank=True, null=True)),
-                ('last_synced_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('integration', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='pairs', to='connectors.integration')),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='vsm.artifact')),
-                ('target', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='vsm.artifact')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("target_external_id", models.CharField(blank=True, max_length=255)),
+                ("target_key", models.CharField(blank=True, max_length=255)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("creating", "creating the target item"),
+                            ("ok", "in step"),
+                            ("retrying", "failed, will retry"),
+                            ("waiting", "failed, waits for a person"),
+                            ("conflict", "conflict, waits for a person"),
+                        ],
+                        default="creating",
+                        max_length=12,
+                    ),
+                ),
+                ("source_values", models.JSONField(blank=True, default=dict)),
+                ("target_values", models.JSONField(blank=True, default=dict)),
+                (
+                    "conflicts",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Field -> {source, target} values waiting for a person.",
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("next_retry_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("create_started_at", models.DateTimeField(blank=True, null=True)),
+                ("last_synced_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "integration",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="pairs",
+                        to="connectors.integration",
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="vsm.artifact"
+                    ),
+                ),
+                (
+                    "target",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="vsm.artifact",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['integration_id', 'id'],
+                "ordering": ["integration_id", "id"],
             },
         ),
         migrations.CreateModel(
-            name='IntegrationRoute',
+            name="IntegrationRoute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveSmallIntegerField(default=0, help_text='The first matching route wins.')),
-                ('model_field', models.SlugField(max_length=60)),
-                ('value', models.CharField(max_length=200)),
-                ('container', models.CharField(help_text='A Jira project key, a Targetprocess project id...', max_length=200)),
-                ('integration', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='routes', to='connectors.integration')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "position",
+                    models.PositiveSmallIntegerField(default=0, help_text="The first matching route wins."),
+                ),
+                ("model_field", models.SlugField(max_length=60)),
+                ("value", models.CharField(max_length=200)),
+                (
+                    "container",
+                    models.CharField(
+                        help_text="A Jira project key, a Targetprocess project id...", max_length=200
+                    ),
+                ),
+                (
+                    "integration",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="routes",
+                        to="connectors.integration",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['position', 'id'],
+                "ordering": ["position", "id"],
             },
         ),
         migrations.CreateModel(
-            name='IntegrationRun',
+            name="IntegrationRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('trigger', models.CharField(choices=[('schedule', 'schedule'), ('manual', 'manual'), ('webhook', 'webhook'), ('full_scan', 'full scan'), ('integration', 'read back after an integration wrote')], default='schedule', max_length=16)),
-                ('started_at', models.DateTimeField()),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('outcome', models.CharField(choices=[('running', 'running'), ('success', 'success'), ('partial', 'done with item errors'), ('failed', 'failed')], default='running', max_length=16)),
-                ('examined', models.PositiveIntegerField(default=0)),
-                ('created', models.PositiveIntegerField(default=0)),
-                ('updated', models.PositiveIntegerField(default=0)),
-                ('unchanged', models.PositiveIntegerField(default=0)),
-                ('failed', models.PositiveIntegerField(default=0)),
-                ('conflicts', models.PositiveIntegerField(default=0)),
-                ('writes', models.PositiveIntegerField(default=0, help_text='Calls that changed a tool.')),
-                ('message', models.TextField(blank=True)),
-                ('integration', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='connectors.integration')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("schedule", "schedule"),
+                            ("manual", "manual"),
+                            ("webhook", "webhook"),
+                            ("full_scan", "full scan"),
+                            ("integration", "read back after an integration wrote"),
+                        ],
+                        default="schedule",
+                        max_length=16,
+                    ),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("running", "running"),
+                            ("success", "success"),
+                            ("partial", "done with item errors"),
+                            ("failed", "failed"),
+                        ],
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                ("examined", models.PositiveIntegerField(default=0)),
+                ("created", models.PositiveIntegerField(default=0)),
+                ("updated", models.PositiveIntegerField(default=0)),
+                ("unchanged", models.PositiveIntegerField(default=0)),
+                ("failed", models.PositiveIntegerField(default=0)),
+                ("conflicts", models.PositiveIntegerField(default=0)),
+                ("writes", models.PositiveIntegerField(default=0, help_text="Calls that changed a tool.")),
+                ("message", models.TextField(blank=True)),
+                (
+                    "integration",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="runs",
+                        to="connectors.integration",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-started_at', '-id'],
+                "ordering": ["-started_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Person',
+            name="Person",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('email', models.EmailField(blank=True, max_length=254)),
-                ('is_default', models.BooleanField(default=False, help_text='Stands in when a person field names someone with no account in the other tool.')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("email", models.EmailField(blank=True, max_length=254)),
+                (
+                    "is_default",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Stands in when a person field names someone with no account in the other tool.",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'people',
-                'ordering': ['name'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_default', True)), fields=('is_default',), name='one_default_person')],
+                "verbose_name_plural": "people",
+                "ordering": ["name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_default", True)),
+                        fields=("is_default",),
+                        name="one_default_person",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PersonAccount',
+            name="PersonAccount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('account_id', models.CharField(help_text='What the tool takes to set a person field: an account id, a user id.', max_length=200)),
-                ('username', models.CharField(blank=True, max_length=200)),
-                ('email', models.EmailField(blank=True, max_length=254)),
-                ('display_name', models.CharField(blank=True, max_length=200)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='person_accounts', to='connectors.toolconnection')),
-                ('person', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='accounts', to='connectors.person')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "account_id",
+                    models.CharField(
+                        help_text="What the tool takes to set a person field: an account id, a user id.",
+                        max_length=200,
+                    ),
+                ),
+                ("username", models.CharField(blank=True, max_length=200)),
+                ("email", models.EmailField(blank=True, max_length=254)),
+                ("display_name", models.CharField(blank=True, max_length=200)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="person_accounts",
+                        to="connectors.toolconnection",
+                    ),
+                ),
+                (
+                    "person",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="accounts",
+                        to="connectors.person",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['connection__name', 'display_name'],
+                "ordering": ["connection__name", "display_name"],
             },
         ),
         migrations.AddConstraint(
-            model_name='integration',
-            constraint=models.CheckConstraint(condition=models.Q(('status_flow__in', ['none', 'to_target', 'to_source', 'both'])), name='integration_status_flow_valid'),
+            model_name="integration",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status_flow__in", ["none", "to_target", "to_source", "both"])),
+                name="integration_status_flow_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='integration',
-            constraint=models.CheckConstraint(condition=models.Q(('conflict_policy__in', ['source_wins', 'target_wins', 'latest_wins', 'flag'])), name='integration_conflict_valid'),
+            model_name="integration",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("conflict_policy__in", ["source_wins", "target_wins", "latest_wins", "flag"])
+                ),
+                name="integration_conflict_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='integration',
-            constraint=models.CheckConstraint(condition=models.Q(('source_scope', models.F('target_scope')), _negated=True), name='integration_two_scopes'),
+            model_name="integration",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("source_scope", models.F("target_scope")), _negated=True),
+                name="integration_two_scopes",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='integrationfield',
-            constraint=models.UniqueConstraint(fields=('integration', 'model_field'), name='integration_field_once'),
+            model_name="integrationfield",
+            constraint=models.UniqueConstraint(
+                fields=("integration", "model_field"), name="integration_field_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='integrationfield',
-            constraint=models.CheckConstraint(condition=models.Q(('flow__in', ['none', 'to_target', 'to_source', 'both'])), name='integration_field_flow'),
+            model_name="integrationfield",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("flow__in", ["none", "to_target", "to_source", "both"])),
+                name="integration_field_flow",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='integrationfilter',
-            constraint=models.CheckConstraint(condition=models.Q(('operator__in', ['equals', 'not_equals', 'one_of', 'is_set', 'is_true'])), name='integration_filter_operator'),
+            model_name="integrationfilter",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("operator__in", ["equals", "not_equals", "one_of", "is_set", "is_true"])),
+                name="integration_filter_operator",
+            ),
         ),
         migrations.AddIndex(
-            model_name='integrationpair',
-            index=models.Index(fields=['integration', 'state'], name='integrationpair_state'),
+            model_name="integrationpair",
+            index=models.Index(fields=["integration", "state"], name="integrationpair_state"),
         ),
         migrations.AddConstraint(
-            model_name='integrationpair',
-            constraint=models.UniqueConstraint(fields=('integration', 'source'), name='integration_pair_per_source'),
+            model_name="integrationpair",
+            constraint=models.UniqueConstraint(
+                fields=("integration", "source"), name="integration_pair_per_source"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='integrationpair',
-            constraint=models.UniqueConstraint(condition=models.Q(('target__isnull', False)), fields=('integration', 'target'), name='integration_pair_per_target'),
+            model_name="integrationpair",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("target__isnull", False)),
+                fields=("integration", "target"),
+                name="integration_pair_per_target",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='integrationpair',
-            constraint=models.CheckConstraint(condition=models.Q(('state__in', ['creating', 'ok', 'retrying', 'waiting', 'conflict'])), name='integration_pair_state'),
+            model_name="integrationpair",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("state__in", ["creating", "ok", "retrying", "waiting", "conflict"])),
+                name="integration_pair_state",
+            ),
         ),
         migrations.AddIndex(
-            model_name='integrationrun',
-            index=models.Index(fields=['integration', '-started_at'], name='integrationrun_started'),
+            model_name="integrationrun",
+            index=models.Index(fields=["integration", "-started_at"], name="integrationrun_started"),
         ),
         migrations.AddConstraint(
-            model_name='personaccount',
-            constraint=models.UniqueConstraint(fields=('connection', 'account_id'), name='person_account_unique'),
+            model_name="personaccount",
+            constraint=models.UniqueConstraint(
+                fields=("connection", "account_id"), name="person_account_unique"
+            ),
         ),
     ]
