@@ -252,13 +252,16 @@ def refresh_rollups_on_commit(artifact_ids: list[int]) -> None:
         transaction.on_commit(partial(rollups_refresh_task.delay, artifact_ids), robust=True)
 
 
-def propagate_on_commit(connection_id: int, artifact_ids: list[int], trigger: str) -> None:
+def propagate_on_commit(
+    connection_id: int, artifact_ids: list[int], trigger: str, written_by: int | None = None
+) -> None:
     """Changed items of a connection go to the integrations that carry them, once the page commits."""
     if not artifact_ids:
         return
     integration_ids = list(
         Integration.objects.filter(enabled=True)
         .filter(Q(source_scope__connection_id=connection_id) | Q(target_scope__connection_id=connection_id))
+        .exclude(pk=written_by)
         .values_list("pk", flat=True)
     )
     if integration_ids:
@@ -303,15 +306,15 @@ class PageStore:
         run: SyncRun,
         *,
         advance_cursor: bool = True,
-        propagate: bool = True,
+        written_by: int | None = None,
     ):
         """`advance_cursor=False` for items read one by one (a retry, a webhook): the cursor says that
         everything changed before it is stored, which one item read out of order does not prove.
-        `propagate=False` when the integration engine stores what it just wrote: its own change must
-        not start another propagation."""
+        `written_by`: the integration whose own write is being stored; it is not started again for it
+        (its baselines would find nothing to do), while the other integrations of the item are."""
         self.scope = scope
         self.advance_cursor = advance_cursor
-        self.propagate = propagate
+        self.written_by = written_by
         self.connection = scope.connection
         self.mappings = mappings
         self.run = run
@@ -363,8 +366,7 @@ class PageStore:
 
         ids = self.artifact_ids([item.native_id for item, _ in changed])
         refresh_rollups_on_commit(list(ids.values()))
-        if self.propagate:
-            propagate_on_commit(self.connection.pk, list(ids.values()), self.run.trigger)
+        propagate_on_commit(self.connection.pk, list(ids.values()), self.run.trigger, self.written_by)
         self.replace_transitions({ids[n.external_id]: n for _, n in normalised})
         self.replace_tool_links({ids[n.external_id]: n for _, n in normalised}, now)
         self.resolve_pending_links([n.key for _, n in normalised])

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -201,6 +201,7 @@ def model_values(artifact: Artifact) -> dict[str, Any]:
 
 @dataclass
 class Side:
+    integration_id: int
     name: str
     scope: Scope
     tool_type: str
@@ -220,14 +221,14 @@ class Side:
         return ScopeSpec(query=container, fields=spec.fields, page_size=spec.page_size) if container else spec
 
     def store(self, item: ToolItem) -> Artifact:
-        """Store what the tool now holds for the item, without starting another propagation."""
+        """Store what the tool now holds for the item; other integrations of the item take it from there."""
         if self.run is None:
             self.run = SyncRun.objects.create(
                 scope=self.scope, trigger=SyncTrigger.INTEGRATION, started_at=timezone.now()
             )
-        PageStore(self.scope, self.mappings, self.run, advance_cursor=False, propagate=False).save_page(
-            Page(items=[item])
-        )
+        PageStore(
+            self.scope, self.mappings, self.run, advance_cursor=False, written_by=self.integration_id
+        ).save_page(Page(items=[item]))
         return Artifact.objects.get(connection_id=self.connection_id, external_id=item.native_id)
 
     def finish(self) -> None:
@@ -435,21 +436,22 @@ class Engine:
         self.filters = [(f.model_field, f.operator, f.value) for f in integration.filters.all()]
         self.routes = [(r.model_field, r.value, r.container) for r in integration.routes.all()]
         self.source = self._side(
-            SOURCE, integration.source_scope, integration.source_type_mapping, transport, sleep
+            integration, SOURCE, integration.source_scope, integration.source_type_mapping, transport, sleep
         )
         self.target = self._side(
-            TARGET, integration.target_scope, integration.target_type_mapping, transport, sleep
+            integration, TARGET, integration.target_scope, integration.target_type_mapping, transport, sleep
         )
         people = PersonDirectory.load([self.source.connection_id, self.target.connection_id])
         self.to_target = Writer(self.target, self.source, people)
         self.to_source = Writer(self.source, self.target, people)
 
     @staticmethod
-    def _side(name, scope, type_mapping, transport, sleep) -> Side:
+    def _side(integration, name, scope, type_mapping, transport, sleep) -> Side:
         statuses: dict[str, list[str]] = {}
         for status in StatusMapping.objects.filter(type_mapping=type_mapping).order_by("-preferred", "id"):
             statuses.setdefault(status.flow_state, []).append(status.tool_status)
         return Side(
+            integration_id=integration.pk,
             name=name,
             scope=scope,
             tool_type=type_mapping.tool_type,
@@ -540,12 +542,17 @@ class Engine:
     def _create(self, source: Artifact, pair: IntegrationPair | None) -> None:
         made = None
         if pair is None:
-            pair = IntegrationPair.objects.create(
-                integration=self.integration,
-                source=source,
-                state=PairState.CREATING,
-                create_started_at=timezone.now(),
-            )
+            try:
+                with transaction.atomic():
+                    pair = IntegrationPair.objects.create(
+                        integration=self.integration,
+                        source=source,
+                        state=PairState.CREATING,
+                        create_started_at=timezone.now(),
+                    )
+            except IntegrityError:  # another worker has just taken this item: it is theirs to make
+                self.run.unchanged += 1
+                return
         elif pair.create_started_at is not None:  # an earlier attempt may have made it
             made = self._made_before(source, pair)
         if made is None:
