@@ -63,6 +63,7 @@ SOURCE, TARGET = "source", "target"
 TITLE = "title"  # the model-level name of an item's title
 STATUS = "status"  # the model-level name of an item's flow state
 RECOVERY_WINDOW = timedelta(minutes=10)  # how far before a half-made creation to look for its item
+BATCH_SIZE = 50  # items per batch: the lease is renewed, and what was made stored, once per batch
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -210,7 +211,7 @@ class Side:
     statuses: dict[str, list[str]]  # flow state -> tool statuses, preferred first
     connector: Connector
     mappings: MappingSet
-    run: SyncRun | None = None
+    page_store: PageStore | None = None
 
     @property
     def connection_id(self) -> int:
@@ -221,19 +222,29 @@ class Side:
         return ScopeSpec(query=container, fields=spec.fields, page_size=spec.page_size) if container else spec
 
     def store(self, item: ToolItem) -> Artifact:
-        """Store what the tool now holds for the item; other integrations of the item take it from there."""
-        if self.run is None:
-            self.run = SyncRun.objects.create(
+        return self.store_many([item])[item.native_id]
+
+    def store_many(self, items: list[ToolItem]) -> dict[str, Artifact]:
+        """Store what the tool now holds for these items, by native id; the other integrations of the
+        items take it from there, this one does not start again for its own writes."""
+        if not items:
+            return {}
+        if self.page_store is None:
+            run = SyncRun.objects.create(
                 scope=self.scope, trigger=SyncTrigger.INTEGRATION, started_at=timezone.now()
             )
-        PageStore(
-            self.scope, self.mappings, self.run, advance_cursor=False, written_by=self.integration_id
-        ).save_page(Page(items=[item]))
-        return Artifact.objects.get(connection_id=self.connection_id, external_id=item.native_id)
+            self.page_store = PageStore(
+                self.scope, self.mappings, run, advance_cursor=False, written_by=self.integration_id
+            )
+        self.page_store.save_page(Page(items=items))
+        stored = Artifact.objects.filter(
+            connection_id=self.connection_id, external_id__in=[item.native_id for item in items]
+        ).select_related("artifact_model")
+        return {artifact.external_id: artifact for artifact in stored}
 
     def finish(self) -> None:
-        if self.run is not None:
-            SyncRun.objects.filter(pk=self.run.pk).update(
+        if self.page_store is not None:
+            SyncRun.objects.filter(pk=self.page_store.run.pk).update(
                 outcome=SyncOutcome.SUCCESS, finished_at=timezone.now()
             )
 
@@ -501,45 +512,91 @@ class Engine:
                 integration=self.integration, source_id__in=[a.pk for a in sources]
             ).select_related("target")
         }
-        for index, source in enumerate(sources):
-            if index and index % 50 == 0:
-                lease.renew()
-            self.run.examined += 1
-            pair = pairs.get(source.pk)
-            if pair is not None and not self._due(pair):
-                self.run.unchanged += 1
-                continue
-            self._one(source, pair)
+        for start in range(0, len(sources), BATCH_SIZE):
+            batch = sources[start : start + BATCH_SIZE]
+            lease.renew()
+            to_create = []
+            for source in batch:
+                self.run.examined += 1
+                pair = pairs.get(source.pk)
+                if pair is not None and not self._due(pair):
+                    self.run.unchanged += 1
+                elif pair is None or pair.last_synced_at is None:  # never completed: (re)create
+                    if passes_filters(self.filters, model_values(source)):
+                        to_create.append((source, pair))
+                    else:
+                        self.run.unchanged += 1
+                elif self.integration.filter_reach == FilterReach.ALWAYS and not passes_filters(
+                    self.filters, model_values(source)
+                ):
+                    self.run.unchanged += 1
+                else:
+                    try:
+                        self._update(source, pair)
+                    except ConnectorError as error:
+                        self._failed(source, pair, error)
+            self._create_batch(to_create)
         self.run.writes = self.to_target.writes + self.to_source.writes
 
     def _due(self, pair: IntegrationPair) -> bool:
-        if pair.state in (PairState.WAITING,):
+        if pair.state == PairState.WAITING:
             return False
         return (
             pair.state != PairState.RETRYING or pair.next_retry_at is None or pair.next_retry_at <= self.now
         )
 
-    def _one(self, source: Artifact, pair: IntegrationPair | None) -> None:
-        values = model_values(source)
-        try:
-            if pair is None or pair.last_synced_at is None:  # never completed: (re)create
-                if not passes_filters(self.filters, values):
-                    self.run.unchanged += 1
-                    return
-                self._create(source, pair)
-            else:
-                if self.integration.filter_reach == FilterReach.ALWAYS and not passes_filters(
-                    self.filters, values
-                ):
-                    self.run.unchanged += 1
-                    return
-                self._update(source, pair)
-        except ConnectorError as error:
-            self._failed(source, pair, error)
+    # Creating: in batches, so that what the tools hold afterwards is stored a page at a time
 
-    # Creating
+    def _create_batch(self, items: list[tuple[Artifact, IntegrationPair | None]]) -> None:
+        made: list[tuple[Artifact, IntegrationPair, ToolItem]] = []
+        for source, pair in items:
+            try:
+                pair, item = self._make(source, pair)
+            except ConnectorError as error:
+                self._failed(source, pair, error)
+                continue
+            if item is not None:
+                made.append((source, pair, item))
+        targets = self.target.store_many([item for _, _, item in made])
 
-    def _create(self, source: Artifact, pair: IntegrationPair | None) -> None:
+        moved, written_back, failed = [], [], set()
+        for source, pair, item in made:
+            target = targets[item.native_id]
+            try:
+                if STATUS in self._flowing_to_target() and target.flow_state != source.flow_state:
+                    self.to_target.update(target, {STATUS: source.flow_state})
+                    moved.append(target.key)
+                if self.integration.write_back_link or self.integration.write_back_path:
+                    self.to_source.write_back(source, target, self.integration)
+                    if self._write_back_is_mapped():
+                        written_back.append(source.key)
+            except ConnectorError as error:
+                self._failed(source, pair, error)
+                failed.add(item.native_id)
+        targets.update(self._read_back_many(self.target, moved))
+        sources = self._read_back_many(self.source, written_back)
+
+        done = [(source, pair, item) for source, pair, item in made if item.native_id not in failed]
+        ArtifactLink.objects.bulk_create(
+            [
+                ArtifactLink(
+                    source=targets[item.native_id],
+                    target=source,
+                    kind=self.integration.link_kind,
+                    origin=LinkOrigin.SYNC,
+                )
+                for source, _, item in done
+            ],
+            ignore_conflicts=True,
+        )
+        for source, pair, item in done:
+            self.agreed(pair, sources.get(source.external_id, source), targets[item.native_id])
+            self.run.created += 1
+
+    def _make(
+        self, source: Artifact, pair: IntegrationPair | None
+    ) -> tuple[IntegrationPair, ToolItem | None]:
+        """The pair recorded first, then the item made in the target tool (or found, after a crash)."""
         made = None
         if pair is None:
             try:
@@ -552,37 +609,37 @@ class Engine:
                     )
             except IntegrityError:  # another worker has just taken this item: it is theirs to make
                 self.run.unchanged += 1
-                return
+                return IntegrationPair(integration=self.integration, source=source), None
         elif pair.create_started_at is not None:  # an earlier attempt may have made it
             made = self._made_before(source, pair)
         if made is None:
             IntegrationPair.objects.filter(pk=pair.pk).update(create_started_at=timezone.now())
-            values = self._creation_values(source)
             default = self.integration.default_container or self.target.scope.query
-            made = self.to_target.create(values, route_for(self.routes, model_values(source), default))
+            made = self.to_target.create(
+                self._creation_values(source), route_for(self.routes, model_values(source), default)
+            )
         # Recorded at once: a crash from here on finds the item by its id, not by a search.
         IntegrationPair.objects.filter(pk=pair.pk).update(
             target_external_id=made.native_id, target_key=made.key
         )
-        target = self.target.store(made)
-        wanted_state = source.flow_state
-        if STATUS in self._flowing_to_target() and target.flow_state != wanted_state:
-            self.to_target.update(target, {STATUS: wanted_state})
-            target = self.to_target.read_back(target.key)
-        with transaction.atomic():
-            ArtifactLink.objects.get_or_create(
-                source=target,
-                target=source,
-                kind=self.integration.link_kind,
-                defaults={"origin": LinkOrigin.SYNC},
-            )
-            pair.target = target
-            pair.target_external_id, pair.target_key = target.external_id, target.key
-        if self.integration.write_back_link or self.integration.write_back_path:
-            self.to_source.write_back(source, target, self.integration)
-            source = self.to_source.read_back(source.key)
-        self.agreed(pair, source, target)
-        self.run.created += 1
+        pair.target_external_id, pair.target_key = made.native_id, made.key
+        return pair, made
+
+    def _read_back_many(self, side: Side, keys: list[str]) -> dict[str, Artifact]:
+        """Read these items again and store them; an item that cannot be read is left for the poll."""
+        items = []
+        for key in keys:
+            try:
+                items.append(side.connector.read_item(key, side.spec()))
+            except ConnectorError as error:
+                logger.warning("integration %s: cannot read %s back: %s", self.integration.pk, key, error)
+        return side.store_many(items)
+
+    def _write_back_is_mapped(self) -> bool:
+        """Whether the write-back changes a model field of the source, which must then be read back
+        (a link, a note or an unmapped field changes nothing the integration compares)."""
+        path = self.integration.write_back_path
+        return bool(path) and any(m.tool_path == path for m in self.source.field_mappings.values())
 
     def _flowing_to_target(self) -> set[str]:
         return {rule.model_field for rule in self.rules if rule.to_target}
