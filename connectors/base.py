@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from connectors.client import RateLimiter
+from connectors.client import RateLimiter, SharedRateLimiter
 from connectors.exceptions import ConnectorError
 
 
@@ -58,18 +58,27 @@ class Installation:
     options: Mapping[str, str] = field(default_factory=dict)
     transport: httpx.BaseTransport | None = None  # tests and the benchmark put an in-process fake here
     requests_per_second: float | None = None
+    # With a Redis URL the rate limit is shared through Redis by every worker (the bucket's key names
+    # the connection); without one it holds per process.
+    rate_limiter_url: str = ""
+    rate_limiter_key: str = ""
 
     def http_options(self) -> dict[str, Any]:
         """The HttpClient settings every provider takes from its installation."""
-        options: dict[str, Any] = {
-            "transport": self.transport,
-            "rate_limiter": RateLimiter(self.requests_per_second) if self.requests_per_second else None,
-        }
+        options: dict[str, Any] = {"transport": self.transport, "rate_limiter": self.rate_limiter()}
         if self.sleep:
             options["sleep"] = self.sleep
         return options
 
     sleep: Callable[[float], None] | None = None  # tests make waiting instant
+
+    def rate_limiter(self) -> RateLimiter | SharedRateLimiter | None:
+        if not self.requests_per_second:
+            return None
+        if self.rate_limiter_url:
+            key = self.rate_limiter_key or f"vsm:rate:{self.connection_id}"
+            return SharedRateLimiter(self.rate_limiter_url, key, self.requests_per_second)
+        return RateLimiter(self.requests_per_second)
 
 
 @dataclass(frozen=True)

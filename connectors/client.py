@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import functools
 import itertools
 import json as jsonlib
 import logging
@@ -34,6 +35,7 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
+import redis
 
 from connectors.exceptions import (
     AuthError,
@@ -114,6 +116,74 @@ class RateLimiter:
             self._sleep(wait)
 
 
+# The same reservation as RateLimiter's, as a GCRA on Redis: the key holds the theoretical arrival time
+# (TAT, microseconds) of the next request. Time comes from the Redis server, so the workers' clocks need
+# not agree. Returns the microseconds the caller must wait; the key expires once the bucket is full.
+_RESERVE_SCRIPT = """
+local interval = 1000000 / tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
+local wait = math.max(0, tat - now - (burst - 1) * interval)
+tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+return string.format('%.0f', wait)
+"""
+
+
+@functools.cache
+def _redis_client(url: str) -> redis.Redis:
+    """One client (and connection pool) per URL and process; redis-py re-creates the pool after a fork."""
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+
+
+class SharedRateLimiter:
+    """`RateLimiter`, shared by every thread, process and machine using the same Redis `key`.
+
+    One atomic script reserves the caller's slot; the caller then sleeps outside Redis. When Redis
+    cannot be reached, the limit falls back to this process alone (one warning), and never fails a sync.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        key: str,
+        rate: float,
+        burst: int = 1,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._fallback = RateLimiter(rate, burst, sleep=sleep)  # validates rate and burst
+        self._client = _redis_client(redis_url)
+        self._reserve = self._client.register_script(_RESERVE_SCRIPT)
+        self._key = key
+        self._rate = rate
+        self._burst = burst
+        self._sleep = sleep
+        self._shared = True
+
+    def acquire(self) -> None:
+        if self._shared:
+            try:
+                wait = int(self._reserve(keys=[self._key], args=[self._rate, self._burst])) / 1_000_000
+            except redis.RedisError as exc:
+                self._shared = False
+                where = self._client.connection_pool.connection_kwargs
+                logger.warning(
+                    "Redis at %s:%s does not answer (%s); %s: the rate limit applies per process",
+                    where.get("host"),
+                    where.get("port"),
+                    type(exc).__name__,
+                    self._key,
+                )
+            else:
+                if wait > 0:
+                    self._sleep(wait)
+                return
+        self._fallback.acquire()
+
+
 class HttpClient:
     """A synchronous client for one tool connection; see the module docstring for the retry rules."""
 
@@ -126,7 +196,7 @@ class HttpClient:
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiter | SharedRateLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,  # "now" for HTTP dates and reset epochs

@@ -1,6 +1,8 @@
 """Reads for the connector engine: mappings as plain rules, and a provider for a connection."""
 
 import httpx
+from django.conf import settings
+from django.db import connection as database
 
 from connectors.base import Connector, Installation, connector_for
 from connectors.mappings import FieldRule, MappingSet, TypeRule
@@ -50,5 +52,8 @@ def connector_instance(
         transport=transport,
         sleep=sleep,
         requests_per_second=connection.requests_per_second,
+        rate_limiter_url=settings.RATE_LIMIT_REDIS_URL,
+        # Per connection of this database: deployments (and test databases) may share one Redis.
+        rate_limiter_key=f"vsm:rate:{database.settings_dict['NAME']}:{connection.pk}",
     )
     return connector_for(connection.kind)(installation)

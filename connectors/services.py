@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from itertools import islice
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -14,6 +14,8 @@ from connectors.exceptions import ConnectorError
 from connectors.ingest import PageStore, connection_record_health, scope_spec_for
 from connectors.mappings import MappingError, NormalisedItem, normalise
 from connectors.models import (
+    Person,
+    PersonAccount,
     Scope,
     SyncError,
     SyncOutcome,
@@ -216,3 +218,42 @@ def webhook_delivery_process(delivery: WebhookDelivery, *, transport=None, sleep
         processed_at=timezone.now(), message="\n".join(notes)[:4000]
     )
     return runs
+
+
+@transaction.atomic
+def people_match_by_email(people: QuerySet[Person] | None = None) -> int:
+    """Join the people (all, or those given) whose accounts or own records share an email, ignoring
+    case, into one person each: the default person if among them, else the oldest. Accounts imported
+    one person each thus come together across tools. Returns how many people were merged away."""
+    people = list((Person.objects.all() if people is None else people).prefetch_related("accounts"))
+    joined_to = {person.pk: person.pk for person in people}
+
+    def group_of(pk: int) -> int:
+        while joined_to[pk] != pk:
+            pk = joined_to[pk]
+        return pk
+
+    first_with_email: dict[str, int] = {}
+    for person in people:
+        emails = {person.email, *(account.email for account in person.accounts.all())}
+        for email in {email.strip().casefold() for email in emails} - {""}:
+            other = first_with_email.setdefault(email, person.pk)
+            joined_to[group_of(person.pk)] = group_of(other)
+    groups: dict[int, list[Person]] = {}
+    for person in people:
+        groups.setdefault(group_of(person.pk), []).append(person)
+    merged = 0
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        keeper = min(members, key=lambda person: (not person.is_default, person.pk))
+        others = [person.pk for person in members if person.pk != keeper.pk]
+        if not keeper.email:  # they were joined by an email, so there is one
+            emails = [person.email for person in members]
+            emails += [account.email for person in members for account in person.accounts.all()]
+            keeper.email = next(email for email in emails if email)
+            keeper.save(update_fields=["email"])
+        PersonAccount.objects.filter(person_id__in=others).update(person=keeper)
+        Person.objects.filter(pk__in=others).delete()
+        merged += len(others)
+    return merged
