@@ -645,7 +645,10 @@ class Person(models.Model):
         verbose_name_plural = "people"
         constraints = [
             models.UniqueConstraint(
-                fields=["is_default"], condition=Q(is_default=True), name="one_default_person"
+                fields=["is_default"],
+                condition=Q(is_default=True),
+                name="one_default_person",
+                violation_error_message="Another person is already the default; untick it there first.",
             ),
         ]
 

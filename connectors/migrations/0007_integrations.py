@@ -453,6 +453,7 @@ class Migration(migrations.Migration):
                         condition=models.Q(("is_default", True)),
                         fields=("is_default",),
                         name="one_default_person",
+                        violation_error_message="Another person is already the default; untick it there first.",
                     )
                 ],
             },
