@@ -1076,12 +1076,13 @@ def failed_deployment_recovery_time(
 # End-to-end lead time across tools, and bottlenecks (request traces). Pure, like everything above.
 #
 # Downstream, per link kind (an edge is a plain tuple (source_id, target_id, kind)):
-# - derived_from, implements, child_of, fixes are followed from target to source: a feature derived from
-#   a request, an epic implementing a feature, a story child of an epic, a pull request fixing an issue
-#   are downstream of what they point at;
+# - derived_from, implements, child_of, fixes, synced_with are followed from target to source: a feature
+#   derived from a request, an epic implementing a feature, a story child of an epic, a pull request
+#   fixing an issue, the copy an integration made of an item (it links copy -> original) are downstream
+#   of what they point at;
 # - committed_in, built_in, released_in, deployed_in are followed from source to target: a story is
 #   committed in a commit, built in a build, deployed in a deployment, released in a release;
-# - relates_to and synced_with have no direction and are not followed.
+# - relates_to has no direction and is not followed.
 # The walk keeps a visited set, so a cycle in the links ends it (and is reported, `Trace.cyclic`).
 #
 # A request's lead time (`request_lead_time`):

@@ -59,13 +59,13 @@ def test_downstream_follows_each_kind_in_its_direction():
         (5, 8, "released_in"),
         (9, 4, "fixes"),  # pull request 9 fixes story 4
         (1, 10, "relates_to"),  # no direction: not followed
-        (11, 1, "synced_with"),  # not followed
+        (11, 1, "synced_with"),  # 11 is the copy an integration made of 1 in another tool
         (1, 12, "child_of"),  # the request is a child of 12: upstream, not followed
         (13, 7, "committed_in"),  # 13 is upstream of the deployment: not reached
     ]
     trace = trace_downstream(1, edges)
     assert trace.start == 1
-    assert trace.nodes == (2, 3, 4, 5, 6, 7, 8, 9)
+    assert trace.nodes == (2, 3, 4, 5, 6, 7, 8, 9, 11)
     assert trace.cyclic is False
     assert trace_downstream(4, edges).nodes == (5, 6, 7, 8, 9)
     assert trace_downstream(7, edges).nodes == ()
