@@ -281,3 +281,49 @@ def test_after_the_configured_attempts_a_pair_waits_for_a_person_and_retry_sets_
 
     assert pairs_retry(world.integrations["to_tp"]) == 1
     assert run(world, "to_tp").counts["created"] == 1
+
+
+def test_assignees_flow_through_people_matched_across_tools_with_the_default_person_standing_in(world):
+    from connectors.models import FieldMapping, IntegrationField, Person, PersonAccount
+
+    escalations = world.integrations["escalations"]
+    for mapping in (escalations.source_type_mapping, escalations.target_type_mapping):
+        FieldMapping.objects.create(
+            type_mapping=mapping, tool_path="assignee", model_field="assignee", transform="person"
+        )
+    IntegrationField.objects.create(integration=escalations, model_field="assignee", flow="to_target")
+    ann_agent = world.zendesk.add_user("Ann Agent", "ann@corp.test", role="agent")
+    bob_agent = world.zendesk.add_user("Bob Agent", "bob@corp.test", role="agent")
+    ann_engineer = world.jira.add_user("ann@corp.test", "token-a", display_name="Ann Engineer")
+    triage = world.jira.add_user("triage@corp.test", "token-t", display_name="Triage")
+    ann = Person.objects.create(name="Ann", email="ann@corp.test")
+    PersonAccount.objects.create(
+        person=ann,
+        connection=world.connections["zendesk"],
+        account_id=str(ann_agent.id),
+        display_name="Ann Agent",
+    )
+    PersonAccount.objects.create(
+        person=ann,
+        connection=world.connections["jira"],
+        account_id=ann_engineer.account_id,
+        email="ann@corp.test",
+    )
+    default = Person.objects.create(name="Triage", is_default=True)
+    PersonAccount.objects.create(
+        person=default, connection=world.connections["jira"], account_id=triage.account_id
+    )
+
+    first = world.zendesk.add_ticket(
+        "Card payments fail", tags=["engineering"], status="open", assignee=ann_agent.id
+    )
+    second = world.zendesk.add_ticket(
+        "Refunds fail", tags=["engineering"], status="open", assignee=bob_agent.id
+    )
+    sync(world, "zendesk")
+    run(world, "escalations")
+    assignees = {}
+    for pair in IntegrationPair.objects.filter(integration=escalations).select_related("source", "target"):
+        assignees[int(pair.source.external_id)] = world.jira.issues[pair.target.key].fields["assignee"]
+    assert assignees[first].display_name == "Ann Engineer"
+    assert assignees[second].display_name == "Triage"  # Bob has no Jira account: the default person
