@@ -327,3 +327,25 @@ def test_assignees_flow_through_people_matched_across_tools_with_the_default_per
         assignees[int(pair.source.external_id)] = world.jira.issues[pair.target.key].fields["assignee"]
     assert assignees[first].display_name == "Ann Engineer"
     assert assignees[second].display_name == "Triage"  # Bob has no Jira account: the default person
+
+
+def test_routes_send_new_items_to_their_container_and_the_filter_picks_the_items(world):
+    from connectors.models import IntegrationFilter, IntegrationRoute
+
+    to_tp = world.integrations["to_tp"]
+    priority = world.targetprocess.add_project("Priority deals")
+    IntegrationRoute.objects.create(
+        integration=to_tp, model_field="deal_breaker", value="true", container=str(priority)
+    )
+    IntegrationFilter.objects.create(
+        integration=to_tp, model_field="status", operator="one_of", value="new, waiting"
+    )
+    world.salesforce.add_request("Must have", status="New", deal_breaker=True)
+    world.salesforce.add_request("Nice to have", status="Under Review")
+    world.salesforce.add_request("Declined already", status="Declined")
+    sync(world, "salesforce")
+    assert run(world, "to_tp").counts["created"] == 2
+    projects = {
+        e.name: e.project_id for e in world.targetprocess.entities.values() if e.entity_type == "Request"
+    }
+    assert projects == {"Must have": priority, "Nice to have": world.tp_project}
