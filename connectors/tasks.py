@@ -1,14 +1,21 @@
+from datetime import timedelta
+
 from celery import shared_task
+from django.db.models import Q
+from django.utils import timezone
 
 from connectors import ingest, links, services, sync
 from connectors.models import (
     Integration,
     IntegrationPair,
+    Scope,
     SyncError,
     SyncTrigger,
     ToolConnection,
     WebhookDelivery,
 )
+
+FULL_SCAN_EVERY = timedelta(days=1)
 
 
 @shared_task(acks_late=True)
@@ -80,3 +87,13 @@ def integration_pair_resolve_task(pair_id: int, take: str) -> bool:
         return False
     sync.pair_conflict_resolve(pair, take=take)
     return True
+
+
+@shared_task(acks_late=True)
+def scopes_full_scan_sweep_task() -> int:
+    """The safety net for deletions: each enabled scope not fully scanned for a day is scanned now."""
+    stale = Q(last_full_scan_at__isnull=True) | Q(last_full_scan_at__lt=timezone.now() - FULL_SCAN_EVERY)
+    ids = list(Scope.objects.filter(stale, enabled=True).values_list("pk", flat=True))
+    for scope_id in ids:
+        scope_full_scan_task.delay(scope_id)
+    return len(ids)

@@ -349,3 +349,27 @@ def test_routes_send_new_items_to_their_container_and_the_filter_picks_the_items
         e.name: e.project_id for e in world.targetprocess.entities.values() if e.entity_type == "Request"
     }
     assert projects == {"Must have": priority, "Nice to have": world.tp_project}
+
+
+def test_the_safety_nets_sweep_every_integration_and_scan_scopes_not_scanned_for_a_day(
+    eager_tasks, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from connectors import tasks
+    from connectors.models import Scope
+
+    world = make_integration_world()
+    Scope.objects.filter(pk=world.scopes["jira"].pk).update(last_full_scan_at=timezone.now())
+    Scope.objects.filter(pk=world.scopes["zendesk"].pk).update(
+        last_full_scan_at=timezone.now() - timedelta(days=2)
+    )
+    scanned, ran = [], []
+    monkeypatch.setattr(tasks.scope_full_scan_task, "delay", scanned.append)
+    monkeypatch.setattr(tasks.integration_run_task, "delay", ran.append)
+    assert tasks.scopes_full_scan_sweep_task() == 3
+    assert sorted(scanned) == sorted(world.scopes[t].pk for t in ("salesforce", "targetprocess", "zendesk"))
+    assert tasks.integrations_sweep_task() == 3
+    assert sorted(ran) == sorted(i.pk for i in world.integrations.values())
