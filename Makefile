@@ -7,7 +7,7 @@ TEST_WORKERS ?= auto
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test lint format clean bench-ingest bench-links bench-metrics
+.PHONY: install demo demo-reset test lint format clean bench-ingest bench-links bench-metrics bench-portal bench-demo bench-sync
 
 install: $(INSTALLED)
 
@@ -18,11 +18,15 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-# The embedded mode: SQLite under var/, tasks in-process, debug on for local use only.
+# The embedded mode: SQLite under var/, tasks in-process, debug on for local use only. The first run
+# generates and loads the demo world; later runs reload it (var/demo/); demo-reset starts afresh.
+DEMO_SIZE ?= default
 demo: install
-	VSM_DEBUG=1 $(BIN)/python manage.py migrate --noinput
-	VSM_DEBUG=1 $(BIN)/python manage.py demo_setup --url http://$(HOST):$(PORT)
-	VSM_DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	VSM_DEBUG=1 $(BIN)/python manage.py demo --host $(HOST) --port $(PORT) --size $(DEMO_SIZE)
+
+demo-reset: install
+	rm -rf var/demo var/vsm.sqlite3 var/vsm.sqlite3-wal var/vsm.sqlite3-shm
+	$(MAKE) demo
 
 test: install
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -p no:cacheprovider $(PYTEST_ARGS)
@@ -43,6 +47,17 @@ bench-links: install
 
 bench-metrics: install
 	$(BIN)/python -m tests.bench.metrics
+
+bench-demo: install
+	$(BIN)/python -m tests.bench.demo
+
+# A real Celery worker on Redis (VSM_CELERY_BROKER_URL, default the local one) against the fakes.
+bench-sync: install
+	$(BIN)/python -m tests.bench.sync $(BENCH_SYNC_ARGS)
+
+# Serves the app with gunicorn on the bench-metrics dataset; BENCH_PORTAL_ARGS=--seconds 10 for a quick run.
+bench-portal: install
+	$(BIN)/python -m tests.bench.portal $(BENCH_PORTAL_ARGS)
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -601,6 +601,34 @@ def daily_done_counts(rollups, history: DayWindow, zone: ZoneInfo) -> list[int]:
     )
 
 
+def recent_daily_done_counts(user, products, days: int, now: datetime | None = None) -> dict[int, list[int]]:
+    """For each product: the items (as the user may see them) done on each of its last `days` local days
+    before today, zeros included; one query for all the products."""
+    now = now or timezone.now()
+    windows = {}
+    for product in products:
+        today = local_today(product, now)
+        zone = ZoneInfo(product.time_zone)
+        windows[product.pk] = (zone, DayWindow(today - timedelta(days=days), today - timedelta(days=1)))
+    if not windows:
+        return {}
+    instants = [window.instants(zone) for zone, window in windows.values()]
+    done: dict[int, list[datetime]] = defaultdict(list)
+    rows = ItemFlowRollup.objects.visible_to(user).filter(
+        product_id__in=list(windows),
+        done_at__gte=min(span.start for span in instants),
+        done_at__lt=max(span.end for span in instants),
+    )
+    for product_id, at in rows.values_list("product_id", "done_at"):
+        done[product_id].append(at)
+    return {
+        product_id: daily_throughput(
+            (at.astimezone(zone).date() for at in done[product_id]), window.first_day, window.last_day
+        )
+        for product_id, (zone, window) in windows.items()
+    }
+
+
 def flow_forecast(
     user,
     product: Product,
@@ -941,8 +969,11 @@ def _id_chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
         yield ids[offset : offset + CHUNK_SIZE]
 
 
-def downstream_links(user, start_ids: Sequence[int]) -> list[tuple[int, int, str]]:
-    """The visible links downstream of these artifacts, as (source, target, kind), level by level."""
+def downstream_links(
+    user, start_ids: Sequence[int], max_levels: int = TRACE_MAX_LEVELS
+) -> list[tuple[int, int, str]]:
+    """The visible links downstream of these artifacts, as (source, target, kind), level by level (at
+    most max_levels levels: one query each per CHUNK_SIZE frontier ids)."""
     links = ArtifactLink.objects.visible_to(user).filter(
         source__deleted_at__isnull=True, target__deleted_at__isnull=True
     )
@@ -951,7 +982,7 @@ def downstream_links(user, start_ids: Sequence[int]) -> list[tuple[int, int, str
     seen = set(start_ids)
     frontier = sorted(seen)
     edges: set[tuple[int, int, str]] = set()
-    for _ in range(TRACE_MAX_LEVELS):
+    for _ in range(max_levels):
         if not frontier:
             break
         reached: set[int] = set()
@@ -965,6 +996,97 @@ def downstream_links(user, start_ids: Sequence[int]) -> list[tuple[int, int, str
         frontier = sorted(reached - seen)
         seen |= reached
     return sorted(edges)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceChain:
+    """The chain an artifact belongs to, as the user may see it (see trace_chain)."""
+
+    start: int
+    node_ids: tuple[int, ...]  # the start first, then in the order the walk reached them
+    upstream_ids: frozenset[int]  # the start's ancestors (requests, features...): the chain's roots side
+    edges: tuple[tuple[int, int, str], ...]  # (source, target, kind), both ends among node_ids
+    cut_nodes: bool  # more artifacts were linked than max_nodes
+    cut_depth: bool  # the walk stopped at max_levels with items left to look further from
+
+
+def trace_chain(user, start_id: int, *, max_nodes: int, max_levels: int) -> TraceChain:
+    """The whole chain of an artifact through the visible links: everything upstream of it (its parents
+    up to the customer request), everything downstream of those and of it (the siblings, commits, builds,
+    releases), and the other links (relates to) of each, one hop, not followed further.
+
+    Level by level, one query a level, at most max_levels levels and max_nodes artifacts; either bound
+    reached is reported (cut_depth, cut_nodes), never hidden. Upstream and downstream are the link kinds'
+    directions of calculators.DOWNSTREAM_FROM_TARGET / DOWNSTREAM_FROM_SOURCE.
+    """
+    from_target, from_source = calculators.DOWNSTREAM_FROM_TARGET, calculators.DOWNSTREAM_FROM_SOURCE
+    directed = from_target | from_source
+    links = ArtifactLink.objects.visible_to(user).filter(
+        source__deleted_at__isnull=True, target__deleted_at__isnull=True
+    )
+    order, upstream = [start_id], {start_id}
+    seen = {start_id}
+    up, down = {start_id}, {start_id}
+    edges: set[tuple[int, int, str]] = set()
+    cut_nodes = cut_depth = False
+    row_limit = 4 * max_nodes  # a hub (a release of thousands of commits) cannot flood one level
+
+    def reach(node: int) -> bool:
+        nonlocal cut_nodes
+        if node in seen:
+            return False
+        if len(seen) >= max_nodes:
+            cut_nodes = True
+            return False
+        seen.add(node)
+        order.append(node)
+        return True
+
+    for level in range(max_levels + 1):
+        if not (up or down):
+            break
+        if level == max_levels:
+            cut_depth = True
+            break
+        either = up | down
+        condition = (
+            Q(kind__in=from_target, source_id__in=up)
+            | Q(kind__in=from_source, target_id__in=up)
+            | Q(kind__in=from_target, target_id__in=down)
+            | Q(kind__in=from_source, source_id__in=down)
+            | (~Q(kind__in=directed) & (Q(source_id__in=either) | Q(target_id__in=either)))
+        )
+        rows = list(
+            links.filter(condition).order_by("id").values_list("source_id", "target_id", "kind")[:row_limit]
+        )
+        if len(rows) == row_limit:
+            cut_nodes = True
+        next_up: set[int] = set()
+        next_down: set[int] = set()
+        for source, target, kind in rows:
+            if kind in directed:
+                parent, child = (target, source) if kind in from_target else (source, target)
+                if child in up and reach(parent):
+                    upstream.add(parent)
+                    next_up.add(parent)
+                    next_down.add(parent)
+                if parent in down and reach(child):
+                    next_down.add(child)
+            else:
+                for node in (source, target):
+                    reach(node)
+            if source in seen and target in seen:
+                edges.add((source, target, kind))
+        up, down = next_up, next_down
+    upstream.discard(start_id)
+    return TraceChain(
+        start=start_id,
+        node_ids=tuple(order),
+        upstream_ids=frozenset(upstream),
+        edges=tuple(sorted(edges)),
+        cut_nodes=cut_nodes,
+        cut_depth=cut_depth,
+    )
 
 
 def _aware_instant(value: object) -> datetime | None:
@@ -1038,6 +1160,31 @@ def chain_nodes(user, ids: set[int], now: datetime) -> dict[int, calculators.Cha
     return nodes
 
 
+@dataclass(frozen=True, slots=True)
+class RequestDeliveries:
+    traces: dict[int, calculators.Trace]
+    nodes: dict[int, calculators.ChainNode]  # the requests and everything downstream the user may see
+    figures: dict[int, calculators.RequestLeadTime]  # per visible, not deleted request
+
+
+def request_deliveries(
+    user, request_ids: Sequence[int], now: datetime, *, max_levels: int = TRACE_MAX_LEVELS
+) -> RequestDeliveries:
+    """Each request's chain downstream (at most max_levels links deep), its nodes and its lead-time
+    figures, as the user may see them."""
+    graph = calculators.downstream_graph(downstream_links(user, request_ids, max_levels))
+    traces = {request_id: calculators.trace_downstream(request_id, graph) for request_id in request_ids}
+    nodes = chain_nodes(
+        user, {node for trace in traces.values() for node in (trace.start, *trace.nodes)}, now
+    )
+    figures = {
+        request_id: calculators.request_lead_time(nodes[request_id], nodes, trace, now=now)
+        for request_id, trace in traces.items()
+        if request_id in nodes
+    }
+    return RequestDeliveries(traces, nodes, figures)
+
+
 def _ordered_rows(rows: list[dict], ordering: str) -> list[dict]:
     """Rows by one of TRACE_ORDERINGS ("-" first: descending), empty values last, ties in input order."""
     name = ordering.removeprefix("-")
@@ -1075,18 +1222,15 @@ def request_lead_times(
         .order_by("created_at", "id")
         .values_list("id", "title", "url")
     )
-    graph = calculators.downstream_graph(downstream_links(user, [row[0] for row in requests]))
-    traces = {request_id: calculators.trace_downstream(request_id, graph) for request_id, *_ in requests}
-    nodes = chain_nodes(
-        user, {node for trace in traces.values() for node in (trace.start, *trace.nodes)}, now
-    )
+    deliveries = request_deliveries(user, [row[0] for row in requests], now)
+    nodes = deliveries.nodes
 
     rows = []
     for request_id, title, url in requests:
-        request, trace = nodes.get(request_id), traces[request_id]
-        if request is None:
+        figures = deliveries.figures.get(request_id)
+        if figures is None:
             continue
-        figures = calculators.request_lead_time(request, nodes, trace, now=now)
+        request, trace = nodes[request_id], deliveries.traces[request_id]
         if figures.delivered:
             if figures.delivered_at not in instants or status == "open":
                 continue

@@ -33,10 +33,16 @@ try:
     SECURE_HSTS_SECONDS = read_int(env, "VSM_HSTS_SECONDS", 0 if DEBUG else 31536000)
     BEHIND_TLS_PROXY = read_bool(env, "VSM_BEHIND_TLS_PROXY", False)
     CELERY_BROKER_URL = env.str("VSM_CELERY_BROKER_URL", default="")
+    TASK_QUEUE_PREFIX = env.str("VSM_TASK_QUEUE_PREFIX", default="")
+    RATE_LIMIT_REDIS_URL = env.str(
+        "VSM_RATE_LIMIT_REDIS_URL", default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else ""
+    )
     SESSION_COOKIE_AGE = read_int(env, "VSM_SESSION_SECONDS", 8 * 3600)
     LOG_LEVEL = env.str("VSM_LOG_LEVEL", default="INFO").upper()
     CREDENTIALS_KEY = env.str("VSM_CREDENTIALS_KEY", default="")
     AXES_FAILURE_LIMIT = read_int(env, "VSM_LOGIN_FAILURE_LIMIT", 5)
+    # The first wait before an integration retries an item that failed; it doubles per attempt.
+    SYNC_RETRY_SECONDS = read_int(env, "VSM_SYNC_RETRY_SECONDS", 30)
 except ConfigError as error:
     exit_on_config_error(error)
 
@@ -104,12 +110,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "portal:home"
+LOGIN_REDIRECT_URL = "portal:landing"  # where each role works (vsm.portal.views.landing)
 LOGOUT_REDIRECT_URL = "login"
 
 AXES_COOLOFF_TIME = 1  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "portal/locked_out.html"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -199,8 +206,32 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Besides the per-scope schedules (edited in admin), the safety nets: the integrations' pass over all
+# their items, and a full scan (deletions) of each scope once a day.
+CELERY_BEAT_SCHEDULE = {
+    "integrations-sweep": {"task": "connectors.tasks.integrations_sweep_task", "schedule": 10 * 60},
+    "scopes-full-scan": {"task": "connectors.tasks.scopes_full_scan_sweep_task", "schedule": 60 * 60},
+}
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Queues, so that a long full scan never holds up a webhook or a write to a tool: ingest (reading tools,
+# relinking, and the metrics rollups that follow each ingest page), propagation (integrations writing
+# to tools), webhooks (a delivery's targeted re-read), and the default queue for the rest. The prefix
+# lets deployments (or test runs) share one Redis.
+CELERY_TASK_DEFAULT_QUEUE = f"{TASK_QUEUE_PREFIX}celery"
+CELERY_TASK_ROUTES = {
+    task: {"queue": f"{TASK_QUEUE_PREFIX}{queue}"}
+    for task, queue in {
+        "connectors.tasks.scope_sync_task": "ingest",
+        "connectors.tasks.scope_full_scan_task": "ingest",
+        "connectors.tasks.scopes_full_scan_sweep_task": "ingest",
+        "connectors.tasks.sync_error_retry_task": "ingest",
+        "connectors.tasks.connection_relink_task": "ingest",
+        "metrics.tasks.*": "ingest",
+        "connectors.tasks.integration*": "propagation",
+        "connectors.tasks.webhook_delivery_task": "webhooks",
+    }.items()
+}
 
 LOGGING = {
     "version": 1,

@@ -1,13 +1,12 @@
 """The portal in a real Chromium: log in, read the charts' Chart.js instances, drill into a bar; scoping."""
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.urls import reverse
 
 from metrics.services import product_rollups_rebuild
+from tests.browser.portal_pages import log_in, screenshot
 from tests.factories import (
     BASE_TIME,
     PartnerGrantFactory,
@@ -22,9 +21,7 @@ from vsm.choices import FlowState, ProductRoleName
 
 pytestmark = [pytest.mark.needs_browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-PASSWORD = "pass-word-123"  # tests.factories.UserFactory
 WINDOW = "window_start=2026-01-05&window_end=2026-02-01"  # four whole weeks, Monday to Sunday
-SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 # Done per week of the window, by type: week index -> (features, defects).
 DONE = {0: (3, 1), 1: (2, 2), 2: (4, 0), 3: (1, 3)}
 
@@ -59,19 +56,6 @@ def world():
     membership = PartnerMembershipFactory(user__username="partner")
     PartnerGrantFactory(partner=membership.partner, product=product)
     return {"product": product, "foreign": foreign, "owner": owner, "partner": membership.user}
-
-
-def log_in(page, live_server, username):
-    page.goto(f"{live_server.url}{reverse('login')}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
-
-
-def screenshot(page, name):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def chart_data(page, name):

@@ -12,19 +12,22 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.html import escape
 
-from connectors.models import ToolConnection, TypeMapping
+from connectors.models import Integration, Person, Scope, ToolConnection, TypeMapping
 from tests.factories import (
     BASE_TIME,
     ArtifactFactory,
     ArtifactLinkFactory,
     ArtifactModelFactory,
     FlowItemTypeFactory,
+    IntegrationFactory,
     ModelFieldFactory,
     PartnerFactory,
     PartnerGrantFactory,
     PartnerMembershipFactory,
+    PersonFactory,
     ProductFactory,
     ProductRoleFactory,
+    ScopeFactory,
     StaffFactory,
     StateTransitionFactory,
     TeamFactory,
@@ -488,6 +491,9 @@ TARGET_FACTORIES = {
     TypeMapping: TypeMappingFactory,
     ArtifactModel: ArtifactModelFactory,
     FlowItemType: FlowItemTypeFactory,
+    Scope: ScopeFactory,
+    Integration: IntegrationFactory,
+    Person: PersonFactory,
 }
 
 

@@ -78,6 +78,7 @@ def test_request_fields_and_their_partner_visibility():
         "deal_breaker": False,
         "requested_by": True,
         "priority": True,
+        "release": True,  # the release that delivered it, which integrations flow back upstream
     }
     revenue = ModelField.objects.get(artifact_model__slug="request", name="revenue")
     assert revenue.field_type == FieldType.MONEY

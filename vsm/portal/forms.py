@@ -9,15 +9,33 @@ from datetime import date, datetime, timedelta
 from django import forms
 from django.utils.dateparse import parse_datetime
 
-from metrics.api import DEFAULT_WINDOW_DAYS, EARLIEST_DAY, LATEST_DAY
-from metrics.calculators import Bucket
-from metrics.selectors import MAX_WINDOW_YEARS, DayWindow, local_today
+from metrics.api import DEFAULT_WINDOW_DAYS, EARLIEST_DAY, FORECAST_MAX_DAYS_AHEAD, LATEST_DAY
+from metrics.calculators import (
+    DORA_DEFAULT_FAILURE_WINDOW_DAYS,
+    DORA_MAX_PATTERN_LENGTH,
+    Bucket,
+    dora_production_pattern,
+)
+from metrics.selectors import DORA_MAX_FAILURE_WINDOW_DAYS, MAX_WINDOW_YEARS, DayWindow, local_today
 from vsm.models import FlowItemType
 
 BUCKET_CHOICES = [(bucket.value, bucket.value.capitalize()) for bucket in Bucket]
 
 
-class WindowForm(forms.Form):
+class FilterForm(forms.Form):
+    """A form of URL filters whose errors become messages on the page."""
+
+    def messages(self) -> list[str]:
+        if self.is_valid():
+            return []
+        out = []
+        for name, errors in self.errors.items():
+            label = self.fields[name].label if name in self.fields else None
+            out.extend(f"{label}: {error}" if label else error for error in errors)
+        return out
+
+
+class WindowForm(FilterForm):
     window_start = forms.DateField(
         required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
     )
@@ -32,17 +50,7 @@ class WindowForm(forms.Form):
         cleaned = super().clean()
         last = cleaned.get("window_end") or self.today
         first = cleaned.get("window_start") or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
-        for day in (first, last):
-            if not EARLIEST_DAY <= day <= LATEST_DAY:
-                raise forms.ValidationError(f"{day} is outside {EARLIEST_DAY} to {LATEST_DAY}.")
-        if last < first:
-            raise forms.ValidationError(f"The window ends ({last}) before it starts ({first}).")
-        window = DayWindow(first, last)
-        if window.is_longer_than_years(MAX_WINDOW_YEARS):
-            raise forms.ValidationError(
-                f"The window from {first} to {last} is longer than {MAX_WINDOW_YEARS} years."
-            )
-        cleaned["window"] = window
+        cleaned["window"] = checked_window(first, last)
         return cleaned
 
     def window(self) -> DayWindow:
@@ -50,14 +58,20 @@ class WindowForm(forms.Form):
         self.is_valid()
         return self.cleaned_data.get("window") or default_window(self.today)
 
-    def messages(self) -> list[str]:
-        if self.is_valid():
-            return []
-        out = []
-        for name, errors in self.errors.items():
-            label = self.fields[name].label if name in self.fields else None
-            out.extend(f"{label}: {error}" if label else error for error in errors)
-        return out
+
+def checked_window(first: date, last: date) -> DayWindow:
+    """The window of days from first to last, within the metrics API's limits (else ValidationError)."""
+    for day in (first, last):
+        if not EARLIEST_DAY <= day <= LATEST_DAY:
+            raise forms.ValidationError(f"{day} is outside {EARLIEST_DAY} to {LATEST_DAY}.")
+    if last < first:
+        raise forms.ValidationError(f"The window ends ({last}) before it starts ({first}).")
+    window = DayWindow(first, last)
+    if window.is_longer_than_years(MAX_WINDOW_YEARS):
+        raise forms.ValidationError(
+            f"The window from {first} to {last} is longer than {MAX_WINDOW_YEARS} years."
+        )
+    return window
 
 
 def default_window(today: date) -> DayWindow:
@@ -70,12 +84,27 @@ def previous_window(window: DayWindow) -> DayWindow:
     return DayWindow(window.first_day - timedelta(days=length), window.first_day - timedelta(days=1))
 
 
-class FlowFilterForm(WindowForm):
+class BucketFilter(FilterForm):
     bucket = forms.ChoiceField(choices=BUCKET_CHOICES, required=False, label="Bucket")
+
+    def __init__(self, data, *args, **kwargs):
+        # Without a bucket in the URL, the select shows the default one (week), not its first choice.
+        if data is not None and not data.get("bucket"):
+            data = data.copy()
+            data["bucket"] = Bucket.WEEK.value
+        super().__init__(data, *args, **kwargs)
+
+    def chosen_bucket(self) -> str:
+        value = self.data.get("bucket") or Bucket.WEEK.value
+        return value if value in {bucket.value for bucket in Bucket} else Bucket.WEEK.value
+
+
+class FlowTypeFilter(FilterForm):
+    """A `type` filter: a visible flow item type by slug, or None for all; an unknown slug is a message."""
+
     type = forms.CharField(required=False, max_length=100, label="Flow item type")
 
-    def __init__(self, data, *, user, product=None, today: date | None = None):
-        super().__init__(data, user=user, product=product, today=today)
+    def add_type_choices(self, user) -> None:
         self.types = list(FlowItemType.objects.visible_to(user).order_by("order", "name"))
         self.fields["type"].widget = forms.Select(
             choices=[("", "All types")] + [(t.slug, t.name) for t in self.types]
@@ -91,10 +120,6 @@ class FlowFilterForm(WindowForm):
         known = ", ".join(t.slug for t in self.types)
         raise forms.ValidationError(f"unknown flow item type {slug!r}; known types: {known}")
 
-    def chosen_bucket(self) -> str:
-        value = self.data.get("bucket") or Bucket.WEEK.value
-        return value if value in {bucket.value for bucket in Bucket} else Bucket.WEEK.value
-
     def flow_type(self):
         """The chosen type, or None (all types) when none or an unknown one was given."""
         if "type" in self.errors:
@@ -103,12 +128,21 @@ class FlowFilterForm(WindowForm):
         return self.cleaned_data.get("type")
 
 
+class FlowFilterForm(FlowTypeFilter, BucketFilter, WindowForm):
+    def __init__(self, data, *, user, product=None, today: date | None = None):
+        super().__init__(data, user=user, product=product, today=today)
+        self.add_type_choices(user)
+
+
 class DoneItemsForm(forms.Form):
-    """The drill-down filters: a half-open range of done instants (ISO 8601) and a type."""
+    """The drill-down filters: a half-open range of done instants (ISO 8601), a type, and a half-open
+    range of flow time in seconds (a histogram bar's [lower, upper))."""
 
     done_after = forms.CharField(required=False, max_length=64)
     done_before = forms.CharField(required=False, max_length=64)
     type = forms.SlugField(required=False, max_length=100)
+    flow_time_from = forms.FloatField(required=False, min_value=0)
+    flow_time_below = forms.FloatField(required=False, min_value=0)
 
     def _instant(self, name) -> datetime | None:
         value = (self.cleaned_data.get(name) or "").strip()
@@ -135,4 +169,129 @@ class DoneItemsForm(forms.Form):
         after, before = cleaned.get("done_after"), cleaned.get("done_before")
         if after and before and before <= after:
             raise forms.ValidationError(f"done_before ({before}) is not after done_after ({after})")
+        lower, upper = cleaned.get("flow_time_from"), cleaned.get("flow_time_below")
+        if lower is not None and upper is not None and upper <= lower:
+            raise forms.ValidationError(
+                f"flow_time_below ({upper:g}) is not above flow_time_from ({lower:g})"
+            )
         return cleaned
+
+
+# --- item flow analyzer, DORA and forecast -------------------------------------------------------------
+
+ITEM_STATE_CHOICES = [
+    ("", "All states"),
+    ("open", "Open (new, waiting, active)"),
+    ("done", "Done"),
+    ("canceled", "Canceled"),
+]
+ITEM_SORT_CHOICES = [
+    ("-done_at", "Done, latest first"),
+    ("done_at", "Done, earliest first"),
+    ("-age", "Age, oldest first"),
+    ("age", "Age, youngest first"),
+    ("-flow_time", "Flow time, longest first"),
+    ("flow_time", "Flow time, shortest first"),
+    ("efficiency", "Efficiency, lowest first"),
+    ("-efficiency", "Efficiency, highest first"),
+]
+
+
+class ItemAnalyzerForm(FlowTypeFilter):
+    """The item flow analyzer's filters and sort order (an unknown value is a message, then the default)."""
+
+    state = forms.ChoiceField(choices=ITEM_STATE_CHOICES, required=False, label="State")
+    q = forms.CharField(required=False, max_length=100, label="Key or title")
+    sort = forms.ChoiceField(choices=ITEM_SORT_CHOICES, required=False, label="Sort")
+
+    def __init__(self, data, *, user):
+        super().__init__(data)
+        self.add_type_choices(user)
+
+    def chosen(self, name: str) -> str:
+        """A valid value of state, q or sort, or its default ("" for state and q)."""
+        self.is_valid()
+        return self.cleaned_data.get(name) or (ITEM_SORT_CHOICES[0][0] if name == "sort" else "")
+
+
+class DoraForm(BucketFilter, WindowForm):
+    production = forms.CharField(
+        required=False,
+        strip=False,  # a regular expression: spaces are part of it
+        max_length=DORA_MAX_PATTERN_LENGTH,
+        label="Production environments (regular expression)",
+    )
+    failure_window_days = forms.IntegerField(
+        required=False, min_value=1, max_value=DORA_MAX_FAILURE_WINDOW_DAYS, label="Failure window (days)"
+    )
+
+    def clean_production(self):
+        value = self.cleaned_data.get("production") or ""
+        try:
+            dora_production_pattern(value)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from error
+        return value or None
+
+    def rules(self) -> dict:
+        """The valid production pattern and failure window, or the defaults after bad input."""
+        self.is_valid()
+        return {
+            "production_pattern": self.cleaned_data.get("production"),
+            "failure_window_days": self.cleaned_data.get("failure_window_days")
+            or DORA_DEFAULT_FAILURE_WINDOW_DAYS,
+        }
+
+
+FORECAST_DEFAULT_DAYS = 28
+FORECAST_DEFAULT_ITEMS = 20
+FORECAST_QUESTIONS = [("how_many", "How many items by a day?"), ("when", "When will N items be done?")]
+
+
+class ForecastForm(FlowTypeFilter):
+    """A forecast from the product's local today: how many items by a day, or when N items are done,
+    over the daily throughput of a history window (by default the DEFAULT_WINDOW_DAYS days before)."""
+
+    question = forms.ChoiceField(choices=FORECAST_QUESTIONS, required=False, label="Question")
+    until = forms.DateField(required=False, label="By", widget=forms.DateInput(attrs={"type": "date"}))
+    items = forms.IntegerField(required=False, min_value=1, max_value=1_000_000, label="Items")
+    history_start = forms.DateField(
+        required=False, label="History from", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    history_end = forms.DateField(
+        required=False, label="History to", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(self, data, *, user, product):
+        super().__init__(data)
+        self.add_type_choices(user)
+        self.start = local_today(product)
+
+    def clean_until(self):
+        until = self.cleaned_data.get("until")
+        if until is None:
+            return None
+        if until < self.start:
+            raise forms.ValidationError(f"{until} is before today ({self.start}).")
+        if (until - self.start).days >= FORECAST_MAX_DAYS_AHEAD:
+            raise forms.ValidationError(f"{until} is more than {FORECAST_MAX_DAYS_AHEAD} days ahead.")
+        return until
+
+    def clean(self):
+        cleaned = super().clean()
+        last = cleaned.get("history_end") or self.start - timedelta(days=1)
+        first = cleaned.get("history_start") or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
+        cleaned["history"] = checked_window(first, last)
+        return cleaned
+
+    def query(self) -> dict:
+        """The forecast to make: history, and either items or until; defaults after bad input."""
+        self.is_valid()
+        data = self.cleaned_data
+        history = data.get("history") or checked_window(
+            self.start - timedelta(days=DEFAULT_WINDOW_DAYS), self.start - timedelta(days=1)
+        )
+        if data.get("question") == "when":
+            return {"history": history, "items": data.get("items") or FORECAST_DEFAULT_ITEMS, "until": None}
+        until = data.get("until") or self.start + timedelta(days=FORECAST_DEFAULT_DAYS - 1)
+        return {"history": history, "items": None, "until": until}

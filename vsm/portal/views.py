@@ -5,23 +5,30 @@ The numbers come from metrics.selectors; the views only choose the window, shape
 """
 
 import csv
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
 from metrics import selectors as metrics_selectors
 from vsm import selectors
+from vsm.models import Product
 from vsm.portal.forms import DoneItemsForm, FlowFilterForm, WindowForm, previous_window
+from vsm.scoping import reach_of
 
 DAY = 86400.0
 OVERVIEW_BUCKET = "quarter"  # the overview reads only the window's totals: the fewest buckets
 ITEMS_PAGE_SIZE = 100
-CHARTS = ("velocity", "distribution", "flow_time", "load", "efficiency")
+SCATTER_MAX_POINTS = 500  # the latest done items drawn (and tabled); the CSV has them all
+TRACE_URL_SENTINEL = 2**62
+CHARTS = ("velocity", "distribution", "flow_time", "scatter", "load", "efficiency")
 
 
 def _days(seconds):
@@ -32,6 +39,33 @@ def _percent(share):
     return None if share is None else round(share * 100, 1)
 
 
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A table cell that links somewhere; CSV cells get its text."""
+
+    text: object
+    url: str
+
+    def __str__(self) -> str:
+        return str(self.text)
+
+
+def trace_urls() -> Callable[[int], str]:
+    """The trace page's URL of an artifact id, from one reverse() for a page's many rows."""
+    template = reverse("portal:trace", args=[TRACE_URL_SENTINEL]).replace(str(TRACE_URL_SENTINEL), "{}")
+    return template.format
+
+
+def csv_response(filename: str, columns: list[str], rows: Iterable[Iterable]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response, lineterminator="\r\n")
+    writer.writerow(columns)
+    for cells in rows:
+        writer.writerow(_csv_cell(cell) for cell in cells)
+    return response
+
+
 def _trend(current, previous):
     """Difference to the previous window, for display: None when either is missing."""
     if current is None or previous is None:
@@ -39,7 +73,18 @@ def _trend(current, previous):
     return round(current - previous, 1)
 
 
-# --- products overview ---------------------------------------------------------------------------------
+# --- landing and products overview ---------------------------------------------------------------------
+
+
+@login_required
+def landing(request):
+    """Where a login lands: a partner user granted a single product goes straight to its flow dashboard;
+    everyone else (and a partner granted several) to the products overview."""
+    if reach_of(request.user).is_partner:
+        slugs = list(Product.objects.visible_to(request.user).values_list("slug", flat=True)[:2])
+        if len(slugs) == 1:
+            return redirect("portal:flow", slugs[0])
+    return redirect("portal:home")
 
 
 def _summary(metrics: dict) -> dict:
@@ -113,8 +158,9 @@ def _flow_url(product, window, **params) -> str:
 # --- product flow dashboard ----------------------------------------------------------------------------
 
 
-def _flow_context(request, slug: str) -> dict:
-    """The product (404 when out of reach), the filters with their messages, and the metrics."""
+def _flow_context(request, slug: str, scatter_limit: int | None) -> dict:
+    """The product (404 when out of reach), the filters with their messages, and the metrics; the
+    scatter shows the latest `scatter_limit` done items (None: all of them)."""
     product = metrics_selectors.product_get_visible(request.user, slug)
     form = FlowFilterForm(request.GET, user=request.user, product=product)
     window, bucket, flow_type = form.window(), form.chosen_bucket(), form.flow_type()
@@ -132,19 +178,37 @@ def _flow_context(request, slug: str) -> dict:
         "flow_type": flow_type,
         "metrics": metrics,
         "query": urlencode(query),
-        "tables": _tables(product, metrics, flow_type),
+        "tables": _tables(
+            product,
+            metrics,
+            flow_type,
+            _done_points(request.user, product, metrics, flow_type, scatter_limit),
+        ),
     }
 
 
-def _items_url(product, done_after, done_before, flow_type=None) -> str:
-    query = {"done_after": done_after.isoformat(), "done_before": done_before.isoformat()}
+def _done_points(user, product, metrics: dict, flow_type, limit: int | None) -> list[tuple]:
+    """(artifact id, key, done at, flow time) of the latest items done in the window, the latest first:
+    the same items as the metrics (one query, on the index of done_at)."""
+    window = metrics["window"]
+    rollups = metrics_selectors.item_rollups_scoped(user, product, flow_type=flow_type)
+    return list(
+        rollups.filter(done_at__gte=window["start"], done_at__lt=window["end"])
+        .order_by("-done_at", "-artifact_id")
+        .values_list("artifact_id", "artifact__key", "done_at", "flow_time")[:limit]
+    )
+
+
+def _items_url(product, done_after, done_before, flow_type=None, **narrowing) -> str:
+    query = {"done_after": done_after.isoformat(), "done_before": done_before.isoformat(), **narrowing}
     if flow_type:
         query["type"] = flow_type
     return f"{reverse('portal:items', args=[product.slug])}?{urlencode(query)}"
 
 
-def _tables(product, metrics: dict, flow_type) -> dict:
-    """Each chart's table: a caption, column headings and rows (numbers in display units)."""
+def _tables(product, metrics: dict, flow_type, done_points: list[tuple]) -> dict:
+    """Each chart's table: a caption, column headings and rows (numbers in display units); `drill`
+    heads a column of links to the items behind each row."""
     types = list(metrics["velocity"]["by_type"])
     for bucket in metrics["velocity"]["buckets"]:
         types += [slug for slug in bucket["by_type"] if slug not in types]
@@ -170,12 +234,16 @@ def _tables(product, metrics: dict, flow_type) -> dict:
     done = metrics["distribution"]["done"]
     dist_types = list(done["counts"]) + [slug for slug in target if slug not in done["counts"]]
     flow_time = metrics["flow_time"]
+    window = metrics["window"]
+    p95 = flow_time["p95"]
+    trace_url = trace_urls()
     return {
         "velocity": {
             "caption": "Flow Velocity: items done per bucket, by type",
             "columns": ["Bucket start", *types, "Total"],
             "types": types,
             "rows": velocity_rows,
+            "drill": "Items done in this bucket",
         },
         "distribution": {
             "caption": "Flow Distribution: share of items done in the window, against the target allocation",
@@ -197,7 +265,17 @@ def _tables(product, metrics: dict, flow_type) -> dict:
             "caption": "Flow Time of items done in the window: histogram, in days",
             "columns": ["From (days)", "To (days)", "Items"],
             "rows": [
-                {"cells": [_days(bar["lower"]), _days(bar["upper"]), bar["count"]]}
+                {
+                    "cells": [_days(bar["lower"]), _days(bar["upper"]), bar["count"]],
+                    "url": _items_url(
+                        product,
+                        window["start"],
+                        window["end"],
+                        type_slug,
+                        flow_time_from=bar["lower"],
+                        flow_time_below=bar["upper"],
+                    ),
+                }
                 for bar in flow_time["histogram"]
             ],
             "percentiles": {
@@ -205,6 +283,13 @@ def _tables(product, metrics: dict, flow_type) -> dict:
                 "p85": _days(flow_time["p85"]),
                 "p95": _days(flow_time["p95"]),
             },
+            "drill": "Items in this range",
+        },
+        "scatter": {
+            "caption": "Flow Time of each item done in the window, the latest first (above p95: an outlier)",
+            "columns": ["Item", "Done (UTC)", "Flow time (days)", "Above p95"],
+            "rows": [_scatter_row(point, p95, trace_url) for point in done_points],
+            "total": flow_time["count"],
         },
         "load": {
             "caption": "Flow Load: items in progress at the end of each day",
@@ -237,6 +322,24 @@ def _tables(product, metrics: dict, flow_type) -> dict:
     }
 
 
+def _scatter_row(point: tuple, p95: float | None, trace_url) -> dict:
+    """A done item's row in the scatter's table (cells, for the CSV too) and its point on the chart."""
+    artifact_id, key, done_at, seconds = point
+    url, done = trace_url(artifact_id), done_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    outlier = p95 is not None and seconds > p95
+    return {
+        "cells": [Link(key, url), done, _days(seconds), "yes" if outlier else ""],
+        "point": {
+            "x": int(done_at.timestamp() * 1000),
+            "y": _days(seconds),
+            "key": key,
+            "url": url,
+            "done": done,
+            "outlier": outlier,
+        },
+    }
+
+
 def _chart_data(tables: dict) -> dict:
     """What the charts draw, for the JSON data island (the same numbers as the tables)."""
     velocity = tables["velocity"]
@@ -262,6 +365,11 @@ def _chart_data(tables: dict) -> dict:
                 for row in tables["flow_time"]["rows"]
             ],
             "percentiles": tables["flow_time"]["percentiles"],
+            "urls": [row["url"] for row in tables["flow_time"]["rows"]],
+        },
+        "scatter": {
+            "points": [row["point"] for row in tables["scatter"]["rows"]],
+            "percentiles": tables["flow_time"]["percentiles"],
         },
         "load": {
             "labels": [row["cells"][0] for row in tables["load"]["rows"]],
@@ -276,7 +384,7 @@ def _chart_data(tables: dict) -> dict:
 
 @login_required
 def product_flow(request, slug: str):
-    context = _flow_context(request, slug)
+    context = _flow_context(request, slug, SCATTER_MAX_POINTS)
     context["charts"] = _chart_data(context["tables"])
     return render(request, "portal/flow.html", context)
 
@@ -285,18 +393,15 @@ def product_flow(request, slug: str):
 def product_flow_csv(request, slug: str, chart: str):
     if chart not in CHARTS:
         raise Http404(f"no chart {chart!r}")
-    context = _flow_context(request, slug)
+    context = _flow_context(request, slug, scatter_limit=None if chart == "scatter" else 0)
     table = context["tables"][chart]
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{context["product"].slug}-{chart}.csv"'
-    writer = csv.writer(response, lineterminator="\r\n")
-    writer.writerow(table["columns"])
-    for row in table["rows"]:
-        writer.writerow(_csv_cell(cell) for cell in row["cells"])
-    return response
+    rows = (row["cells"] for row in table["rows"])
+    return csv_response(f"{context['product'].slug}-{chart}.csv", table["columns"], rows)
 
 
 def _csv_cell(value):
+    if isinstance(value, Link):
+        value = str(value.text)
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return "" if value is None else value
@@ -312,6 +417,7 @@ def product_items(request, slug: str):
     rollups = metrics_selectors.item_rollup_list(request.user).filter(product=product, done_at__isnull=False)
     errors = []
     api_query = {"product": product.pk, "format": "csv"}
+    flow_time_range = None
     if form.is_valid():
         params = form.cleaned_data
         if params["done_after"]:
@@ -323,6 +429,17 @@ def product_items(request, slug: str):
         if params["type"]:
             rollups = rollups.filter(flow_item_type__slug=params["type"])
             api_query["type"] = params["type"]
+        lower, upper = params["flow_time_from"], params["flow_time_below"]
+        if lower is not None:
+            rollups = rollups.filter(flow_time__gte=lower)
+        if upper is not None:
+            rollups = rollups.filter(flow_time__lt=upper)
+        if lower is not None or upper is not None:
+            # The API's CSV has no flow time filter: no download rather than one of other items.
+            api_query = None
+            flow_time_range = (
+                f"from {_days(lower or 0)} to under {_days(upper) if upper is not None else '∞'} days"
+            )
     else:
         errors = [error for field_errors in form.errors.values() for error in field_errors]
         rollups = rollups.none()
@@ -347,7 +464,8 @@ def product_items(request, slug: str):
         "page": page,
         "rows": rows,
         "paging": paging.urlencode(),
-        "csv_url": f"{reverse('metrics-item-list')}?{urlencode(api_query)}",
+        "csv_url": f"{reverse('metrics-item-list')}?{urlencode(api_query)}" if api_query else None,
+        "flow_time_range": flow_time_range,
     }
     return render(request, "portal/items.html", context)
 

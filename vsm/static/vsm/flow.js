@@ -12,6 +12,9 @@
   var canvas = function (name) { return document.getElementById("chart-" + name); };
   Chart.defaults.animation = false;
   Chart.defaults.maintainAspectRatio = false;
+  var pointer = function (event, elements) {
+    event.native.target.style.cursor = elements.length ? "pointer" : "default";
+  };
 
   // Flow Velocity: stacked bars by type; a click on a bar opens the items behind it.
   var velocity = data.velocity;
@@ -32,9 +35,7 @@
         var urls = velocity.type_urls[element.index];
         window.location.assign((urls && urls[slug]) || velocity.urls[element.index]);
       },
-      onHover: function (event, elements) {
-        event.native.target.style.cursor = elements.length ? "pointer" : "default";
-      }
+      onHover: pointer
     }
   });
 
@@ -74,6 +75,7 @@
       });
     }
   };
+  // A click on a bar lists the items whose flow time falls in it.
   new Chart(canvas("flow_time"), {
     type: "bar",
     data: {
@@ -89,11 +91,77 @@
       scales: {
         x: { type: "linear", title: { display: true, text: "Flow time (days)" }, beginAtZero: true },
         y: { beginAtZero: true, ticks: { precision: 0 } }
-      }
+      },
+      onClick: function (event, elements) {
+        if (elements.length) { window.location.assign(flowTime.urls[elements[0].index]); }
+      },
+      onHover: pointer
     },
     plugins: [percentileLines]
   });
   canvas("flow_time").dataset.percentiles = JSON.stringify(flowTime.percentiles);
+
+  // Flow Time scatter: each done item by the day it was done, p50/p85/p95 as horizontal lines, the
+  // outliers (above p95) as their own dataset; a click on a point opens the item's trace.
+  var scatter = data.scatter;
+  var day = function (ms) { return new Date(ms).toISOString().slice(0, 10); };
+  var pointsWhere = function (outlier) {
+    return scatter.points.filter(function (point) { return point.outlier === outlier; });
+  };
+  var horizontalLines = {
+    id: "horizontalPercentiles",
+    afterDatasetsDraw: function (chart) {
+      var y = chart.scales.y, area = chart.chartArea, ctx = chart.ctx;
+      ["p50", "p85", "p95"].forEach(function (name, index) {
+        var value = scatter.percentiles[name];
+        if (value === null || value === undefined) { return; }
+        var py = y.getPixelForValue(value);
+        ctx.save();
+        ctx.strokeStyle = ["#3ebd93", "#f0b429", "#e12d39"][index];
+        ctx.setLineDash([5, 4]);
+        ctx.beginPath();
+        ctx.moveTo(area.left, py);
+        ctx.lineTo(area.right, py);
+        ctx.stroke();
+        ctx.fillStyle = ctx.strokeStyle;
+        ctx.fillText(name + " " + value + " d", area.left + 4, py - 3);
+        ctx.restore();
+      });
+    }
+  };
+  new Chart(canvas("scatter"), {
+    type: "scatter",
+    data: {
+      datasets: [
+        { label: "Items done", data: pointsWhere(false), backgroundColor: colour(0) },
+        { label: "Outliers (above p95)", data: pointsWhere(true), backgroundColor: colour(1), pointStyle: "triangle", pointRadius: 5 }
+      ]
+    },
+    options: {
+      parsing: false,
+      scales: {
+        x: { type: "linear", title: { display: true, text: "Done" }, ticks: { callback: day } },
+        y: { beginAtZero: true, title: { display: true, text: "Flow time (days)" } }
+      },
+      plugins: {
+        tooltip: {
+          callbacks: {
+            label: function (context) {
+              var point = context.raw;
+              return point.key + ": " + point.y + " d, done " + day(point.x);
+            }
+          }
+        }
+      },
+      onClick: function (event, elements, chart) {
+        if (!elements.length) { return; }
+        var element = elements[0];
+        window.location.assign(chart.data.datasets[element.datasetIndex].data[element.index].url);
+      },
+      onHover: pointer
+    },
+    plugins: [horizontalLines]
+  });
 
   // Flow Load and Flow Efficiency: lines over the window.
   new Chart(canvas("load"), {
