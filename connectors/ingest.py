@@ -253,14 +253,14 @@ def refresh_rollups_on_commit(artifact_ids: list[int]) -> None:
 
 
 def propagate_on_commit(
-    connection_id: int, artifact_ids: list[int], trigger: str, written_by: int | None = None
+    scope_id: int, artifact_ids: list[int], trigger: str, written_by: int | None = None
 ) -> None:
-    """Changed items of a connection go to the integrations that carry them, once the page commits."""
+    """Changed items of a scope go to the integrations with a side there, once the page commits."""
     if not artifact_ids:
         return
     integration_ids = list(
         Integration.objects.filter(enabled=True)
-        .filter(Q(source_scope__connection_id=connection_id) | Q(target_scope__connection_id=connection_id))
+        .filter(Q(source_scope_id=scope_id) | Q(target_scope_id=scope_id))
         .exclude(pk=written_by)
         .values_list("pk", flat=True)
     )
@@ -366,7 +366,7 @@ class PageStore:
 
         ids = self.artifact_ids([item.native_id for item, _ in changed])
         refresh_rollups_on_commit(list(ids.values()))
-        propagate_on_commit(self.connection.pk, list(ids.values()), self.run.trigger, self.written_by)
+        propagate_on_commit(self.scope.pk, list(ids.values()), self.run.trigger, self.written_by)
         self.replace_transitions({ids[n.external_id]: n for _, n in normalised})
         self.replace_tool_links({ids[n.external_id]: n for _, n in normalised}, now)
         self.resolve_pending_links([n.key for _, n in normalised])

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from connectors.fakes.world import (
     DEBT_LABEL,
+    ESCALATION_TAG,
     IN_HOUSE,
     PARTNER,
     PARTNER_STATUSES,
@@ -41,7 +42,13 @@ from connectors.fakes.zendesk import JIRA_KEY_FIELD_ID
 from connectors.ingest import scope_sync
 from connectors.links import PATTERN_PRESETS, relink_connection
 from connectors.models import (
+    ConflictPolicy,
+    FieldFlow,
     FieldMapping,
+    FilterOperator,
+    Integration,
+    IntegrationField,
+    IntegrationFilter,
     LinkRule,
     Scope,
     StatusMapping,
@@ -52,6 +59,7 @@ from connectors.models import (
 )
 from connectors.providers.jenkins.items import DEFAULT_DEPLOYMENT_PATTERN, DEFAULT_PRODUCTION_PATTERN
 from connectors.services import scope_schedule_save
+from connectors.sync import integration_run
 from metrics.services import product_rollups_rebuild
 from vsm.choices import FlowState, LinkKind, ProductRoleName
 from vsm.models import (
@@ -65,6 +73,8 @@ from vsm.models import (
 )
 
 SCHEDULE_MINUTES = 1  # the demo's scopes sync every minute (the shortest schedule)
+# Where several statuses share a flow state, the one integrations move an item to.
+PREFERRED_STATUSES = {"Under Review", "In Development", "Delivered", "solved", "pending"}
 WHOLE_VALUE = PATTERN_PRESETS["The whole value (an id or SHA)"]
 JIRA_KEY = PATTERN_PRESETS["Jira key (ABC-123)"]
 
@@ -270,6 +280,20 @@ MAPPINGS = {
     "zendesk": [
         (
             "Ticket",
+            "defect",
+            ("tags", ESCALATION_TAG),
+            {
+                "new": FlowState.NEW,
+                "open": FlowState.ACTIVE,
+                "pending": FlowState.WAITING,
+                "hold": FlowState.WAITING,
+                "solved": FlowState.DONE,
+                "closed": FlowState.DONE,
+            },
+            [],
+        ),
+        (
+            "Ticket",
             "case",
             None,
             {
@@ -366,6 +390,7 @@ def demo_configure(base_url: str, size: str = "default") -> list[DemoLogin]:
         )
         scope_schedule_save(scope)
     _configure_link_rules(connections, size)
+    _configure_integrations(connections, size)
     _configure_users(products, partner)
     return list(DEMO_LOGINS)
 
@@ -406,7 +431,12 @@ def _configure_mappings(connection: ToolConnection, mappings, models) -> None:
             priority=10 if condition else 100,
         )
         StatusMapping.objects.bulk_create(
-            StatusMapping(type_mapping=mapping, tool_status=status, flow_state=state)
+            StatusMapping(
+                type_mapping=mapping,
+                tool_status=status,
+                flow_state=state,
+                preferred=status in PREFERRED_STATUSES,
+            )
             for status, state in statuses.items()
         )
         FieldMapping.objects.bulk_create(
@@ -509,6 +539,72 @@ def _configure_link_rules(connections: dict[str, ToolConnection], size: str) -> 
         )
 
 
+def _configure_integrations(connections: dict[str, ToolConnection], size: str) -> None:
+    """Per product: new customer requests go from Salesforce to Targetprocess as requests, and their
+    progress comes back; support tickets tagged for engineering become Jira bugs, which solve them."""
+    for plan, teams in products_of(SIZES[size]):
+        scopes = {
+            scope.connection_id: scope
+            for scope in Scope.objects.filter(product__slug=plan.slug).exclude(
+                connection__partner__isnull=False
+            )
+        }
+        in_house = next(team for team in teams if not team.partner)
+        jira = Scope.objects.get(connection=connections["jira"], name=f"{plan.name}: {in_house.name}")
+        _integration(
+            f"{plan.name}: customer requests to Targetprocess",
+            model="request",
+            source=(scopes[connections["salesforce"].pk], "FeatureRequest"),
+            target=(scopes[connections["targetprocess"].pk], "Request"),
+            fields=[("title", FieldFlow.TO_TARGET)],
+            status_flow=FieldFlow.TO_SOURCE,
+            conflict_policy=ConflictPolicy.TARGET_WINS,
+            # The requests the sales team has not handed over yet; the older ones went by hand.
+            filters=[("status", FilterOperator.EQUALS, FlowState.NEW)],
+            write_back_link=False,
+        )
+        _integration(
+            f"{plan.name}: escalations to Jira",
+            model="defect",
+            source=(scopes[connections["zendesk"].pk], "Ticket"),
+            target=(jira, "Bug"),
+            fields=[("title", FieldFlow.TO_TARGET)],
+            status_flow=FieldFlow.TO_SOURCE,
+            conflict_policy=ConflictPolicy.FLAG,
+            filters=[("status", FilterOperator.NOT_EQUALS, FlowState.DONE)],
+            write_back_link=True,
+            write_back_path="jira_key",
+        )
+
+
+def _integration(name, *, model, source, target, fields, filters, **options) -> Integration:
+    (source_scope, source_type), (target_scope, target_type) = source, target
+    artifact_model = ArtifactModel.objects.get(slug=model)
+    integration, created = Integration.objects.get_or_create(
+        name=name,
+        defaults={
+            "artifact_model": artifact_model,
+            "source_scope": source_scope,
+            "source_type_mapping": TypeMapping.objects.get(
+                connection=source_scope.connection, tool_type=source_type, artifact_model=artifact_model
+            ),
+            "target_scope": target_scope,
+            "target_type_mapping": TypeMapping.objects.get(
+                connection=target_scope.connection, tool_type=target_type, artifact_model=artifact_model
+            ),
+            **options,
+        },
+    )
+    if created:
+        for model_field, flow in fields:
+            IntegrationField.objects.create(integration=integration, model_field=model_field, flow=flow)
+        for model_field, operator, value in filters:
+            IntegrationFilter.objects.create(
+                integration=integration, model_field=model_field, operator=operator, value=value
+            )
+    return integration
+
+
 def _configure_users(products: dict[str, Product], partner: Partner) -> None:
     users = get_user_model().objects
     logins = {login.username: login for login in DEMO_LOGINS}
@@ -541,19 +637,22 @@ class LoadReport:
 
     ingest: dict[str, float] = field(default_factory=dict)  # by connection name
     linking: float = 0.0
-    propagation: float = 0.0  # integrations (none yet)
+    propagation: float = 0.0  # integrations
     metrics: float = 0.0
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # by connection name
     failures: list[str] = field(default_factory=list)
 
 
 def demo_load(transport: httpx.BaseTransport | None = None) -> LoadReport:
-    """The real pipeline over every enabled scope: sync, relink, metrics rebuild.
+    """The real pipeline over every enabled scope: sync, relink, propagate, metrics rebuild.
 
     `transport` reaches the fakes in-process (a WSGI transport over the world's fakes) instead of over
-    the network; the URLs stay those of the connections.
+    the network; the URLs stay those of the connections. The integrations are held back while the
+    history loads (each page would start them) and run once after it, each over all its items.
     """
     report = LoadReport()
+    integrations = list(Integration.objects.filter(enabled=True).values_list("pk", flat=True))
+    Integration.objects.filter(pk__in=integrations).update(enabled=False)
     scopes = (
         Scope.objects.filter(enabled=True).select_related("connection").order_by("connection__name", "pk")
     )
@@ -572,6 +671,15 @@ def demo_load(transport: httpx.BaseTransport | None = None) -> LoadReport:
     for connection in ToolConnection.objects.filter(link_rules__isnull=False).distinct():
         relink_connection(connection)
     report.linking = time.perf_counter() - started
+    started = time.perf_counter()
+    Integration.objects.filter(pk__in=integrations).update(enabled=True)
+    for integration_id in integrations:
+        result = integration_run(
+            integration_id, trigger=SyncTrigger.MANUAL, transport=transport, sleep=_no_sleep
+        )
+        if result.skipped or result.counts.get("failed"):
+            report.failures.append(f"integration {integration_id}: {result.skipped or result.counts}")
+    report.propagation = time.perf_counter() - started
     started = time.perf_counter()
     for product in Product.objects.all():
         product_rollups_rebuild(product)

@@ -57,6 +57,8 @@ from connectors.fakes.wsgi import FakeApp
 from connectors.fakes.zendesk import FakeZendesk
 
 DEFAULT_SEED = 2026
+ESCALATION_TAG = "engineering"  # a support ticket engineering must fix (see vsm.demo's integrations)
+ESCALATION_SHARE = 0.3
 DEFAULT_NOW = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)  # a Friday afternoon in Berlin
 ZONE_NAME = "Europe/Berlin"
 ZONE = ZoneInfo(ZONE_NAME)
@@ -1373,10 +1375,12 @@ def tick(rng: random.Random, fakes: dict[str, FakeApp], now: datetime) -> list[s
     if rng.random() < 0.25:
         product = rng.choice(products)
         account = rng.choice(ACCOUNTS)
+        # Now and then support sees it is a bug: tagged for engineering, the integration makes it a Jira bug.
+        escalated = [ESCALATION_TAG] if rng.random() < ESCALATION_SHARE else []
         ticket = fakes["zendesk"].add_ticket(
             _ticket_subject(rng, product),
             requester=f"buyer@{account.split()[0].lower()}.example",
-            tags=[product.slug],
+            tags=[product.slug, *escalated],
             created=now,
         )
         happened.append(f"ticket #{ticket} for {product.name}")

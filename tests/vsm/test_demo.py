@@ -23,8 +23,17 @@ from connectors.fakes.world import (
     world_keys,
 )
 from connectors.fakes.wsgi import PrefixDispatcher, serve
+from connectors.fakes.zendesk import JIRA_KEY_FIELD_ID
 from connectors.ingest import scope_sync
-from connectors.models import LinkRule, PendingLink, Scope, SyncError, ToolConnection
+from connectors.models import (
+    IntegrationPair,
+    LinkRule,
+    PairState,
+    PendingLink,
+    Scope,
+    SyncError,
+    ToolConnection,
+)
 from metrics.selectors import DayWindow, bottlenecks, flow_metrics
 from vsm.choices import LinkKind
 from vsm.demo import (
@@ -130,7 +139,9 @@ def test_the_planted_stories_are_what_the_metrics_report():
     assert p50(partner=Partner.objects.get(slug=PARTNER.slug)) > max(in_house)
 
 
-def test_live_mode_moves_the_store_and_the_metrics_over_a_real_socket(django_capture_on_commit_callbacks):
+def test_live_mode_moves_the_store_and_the_metrics_over_a_real_socket(
+    django_capture_on_commit_callbacks, eager_tasks
+):
     world = world_generate(size="small")
     fakes = world.fakes
     with serve({f"/{name}": fake for name, fake in fakes.items()}) as server:
@@ -162,6 +173,23 @@ def test_live_mode_moves_the_store_and_the_metrics_over_a_real_socket(django_cap
     for key, status in moved.items():
         last = StateTransition.objects.filter(artifact=artifacts[key]).order_by("at", "id").last()
         assert (last.to_status, last.at >= monday) == (status, True), key
+    # The integrations carried the new requests into Targetprocess and the escalated tickets into Jira.
+    new_requests = [
+        record
+        for record in fakes["salesforce"].records.values()
+        if record.get("_type") == "Feature_Request__c" and record["CreatedDate"] >= monday
+    ]
+    request_pairs = IntegrationPair.objects.filter(integration__name__contains="customer requests")
+    assert new_requests and request_pairs.filter(state=PairState.OK).count() >= len(new_requests)
+    tp_requests = {e.name for e in fakes["targetprocess"].entities.values() if e.entity_type == "Request"}
+    assert {record["Title__c"] for record in new_requests} <= tp_requests
+    escalated = [t for t in fakes["zendesk"].tickets.values() if "engineering" in t.tags]
+    bugs = IntegrationPair.objects.filter(integration__name__contains="escalations", state=PairState.OK)
+    assert escalated and bugs.count() == len(escalated)
+    bug_of = {
+        int(pair.source.external_id): pair.target.key for pair in bugs.select_related("source", "target")
+    }
+    assert {t.id: t.custom_fields.get(JIRA_KEY_FIELD_ID) for t in escalated} == bug_of
     done = {key for key, status in moved.items() if status in ("Done", "Closed")}
     done_in_mobile = Artifact.objects.filter(
         key__in=done, product=mobile, flow_item_type__isnull=False
