@@ -22,6 +22,7 @@ from connectors.admin import (
 from connectors.admin_forms import IntegrationAdminForm, IntegrationConditionFormSet, IntegrationFieldFormSet
 from connectors.models import (
     Integration,
+    IntegrationBacklog,
     IntegrationField,
     IntegrationFilter,
     IntegrationPair,
@@ -281,3 +282,13 @@ class IntegrationRunAdmin(ReadOnlyAdmin):
     list_filter = ["outcome", "trigger", "integration"]
     list_select_related = ["integration"]
     autocomplete_fields = ["integration"]
+
+
+@admin.register(IntegrationBacklog)
+class IntegrationBacklogAdmin(ReadOnlyAdmin):
+    """Items waiting for the run of their integration going on; normally empty within seconds."""
+
+    list_display = ["integration", "artifact", "queued_at"]
+    list_filter = ["integration"]
+    list_select_related = ["integration", "artifact"]
+    autocomplete_fields = ["integration", "artifact"]

@@ -607,6 +607,22 @@ class IntegrationPair(models.Model):
         return f"{self.integration}: {self.source_id} → {self.target_key or '…'}"
 
 
+class IntegrationBacklog(models.Model):
+    """An item changed while a run of its integration was going on: that run takes it before it ends."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="backlog")
+    artifact = models.ForeignKey("vsm.Artifact", on_delete=models.CASCADE, related_name="+")
+    queued_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["integration", "artifact"], name="integration_backlog_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.integration}: {self.artifact_id}"
+
+
 class IntegrationRun(models.Model):
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="runs")
     trigger = models.CharField(max_length=16, choices=SyncTrigger.choices, default=SyncTrigger.SCHEDULE)

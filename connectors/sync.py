@@ -39,6 +39,7 @@ from connectors.models import (
     FilterReach,
     FlowTiming,
     Integration,
+    IntegrationBacklog,
     IntegrationPair,
     IntegrationRun,
     PairState,
@@ -364,6 +365,9 @@ class IntegrationResult:
     next_retry_at: datetime | None = None
 
 
+COUNTS = ("examined", "created", "updated", "unchanged", "failed", "conflicts", "writes")
+
+
 def integration_run(
     integration_id: int,
     *,
@@ -372,7 +376,12 @@ def integration_run(
     transport=None,
     sleep=None,
 ) -> IntegrationResult:
-    """Propagate the integration's changed items (all of them, or those among `artifact_ids`)."""
+    """Propagate the integration's changed items: all of them, or those among `artifact_ids`.
+
+    Items changed while another run holds the integration wait in its backlog, and that run takes them
+    before it lets go: a change is never dropped for arriving at a busy moment, and never waits for a
+    retry. (The backlog is re-checked after the lease is released, so no item falls between the two.)
+    """
     integration = (
         Integration.objects.select_related(
             "source_scope__connection",
@@ -387,42 +396,65 @@ def integration_run(
         return IntegrationResult(integration_id, skipped="the integration no longer exists")
     if not integration.enabled:
         return IntegrationResult(integration_id, skipped="the integration is disabled")
-    lease = IntegrationLease(integration_id)
-    if not lease.acquire():
-        return IntegrationResult(integration_id, skipped="another run of this integration is going on")
+    if artifact_ids is not None:
+        IntegrationBacklog.objects.bulk_create(
+            [IntegrationBacklog(integration=integration, artifact_id=pk) for pk in artifact_ids],
+            ignore_conflicts=True,
+        )
+    result = IntegrationResult(integration_id, counts=dict.fromkeys(COUNTS, 0))
+    whole = artifact_ids is None
+    while True:
+        lease = IntegrationLease(integration_id)
+        if not lease.acquire():
+            result.skipped = (
+                result.skipped or "another run of this integration is going on; it takes these items"
+            )
+            return result
+        try:
+            batch = _backlog_taken(integration, whole)
+            run = _one_pass(integration, None if whole else batch, trigger, transport, sleep, lease)
+        finally:
+            Integration.objects.filter(pk=integration_id).update(last_run_at=timezone.now())
+            lease.release()
+        result.skipped, result.run_id, whole = "", run.pk, False
+        for name in COUNTS:
+            result.counts[name] += getattr(run, name)
+        if not IntegrationBacklog.objects.filter(integration=integration).exists():
+            break
+    result.next_retry_at = (
+        IntegrationPair.objects.filter(integration=integration, state=PairState.RETRYING)
+        .order_by("next_retry_at")
+        .values_list("next_retry_at", flat=True)
+        .first()
+    )
+    return result
+
+
+def _backlog_taken(integration: Integration, whole: bool) -> list[int]:
+    """The waiting items' ids, taken off the backlog (all of it for a pass over every item)."""
+    waiting = IntegrationBacklog.objects.filter(integration=integration)
+    ids = [] if whole else list(waiting.values_list("artifact_id", flat=True))
+    (waiting if whole else waiting.filter(artifact_id__in=ids)).delete()
+    return ids
+
+
+def _one_pass(integration, artifact_ids, trigger, transport, sleep, lease) -> IntegrationRun:
     run = IntegrationRun.objects.create(integration=integration, trigger=trigger, started_at=timezone.now())
     engine = None
     try:
         engine = Engine(integration, run, transport=transport, sleep=sleep)
         engine.propagate(artifact_ids, lease)
-        outcome = SyncOutcome.PARTIAL if run.failed else SyncOutcome.SUCCESS
-        _finish_run(run, outcome, engine.message())
+        _finish_run(run, SyncOutcome.PARTIAL if run.failed else SyncOutcome.SUCCESS, engine.message())
     except ConnectorError as error:
         _finish_run(run, SyncOutcome.FAILED, str(error))
-        logger.warning("integration %s failed: %s", integration_id, error)
+        logger.warning("integration %s failed: %s", integration.pk, error)
     except Exception as error:
         _finish_run(run, SyncOutcome.FAILED, f"unexpected error: {error.__class__.__name__}: {error}")
         raise
     finally:
         if engine is not None:
             engine.close()
-        Integration.objects.filter(pk=integration_id).update(last_run_at=timezone.now())
-        lease.release()
-    next_retry = (
-        IntegrationPair.objects.filter(integration=integration, state=PairState.RETRYING)
-        .order_by("next_retry_at")
-        .values_list("next_retry_at", flat=True)
-        .first()
-    )
-    return IntegrationResult(
-        integration_id,
-        run_id=run.pk,
-        counts={
-            name: getattr(run, name)
-            for name in ("examined", "created", "updated", "unchanged", "failed", "conflicts", "writes")
-        },
-        next_retry_at=next_retry,
-    )
+    return run
 
 
 def _finish_run(run: IntegrationRun, outcome: str, message: str) -> None:

@@ -56,14 +56,11 @@ def webhook_delivery_task(webhook_delivery_id: int) -> dict:
     return {"runs": [run.pk for run in runs]}
 
 
-@shared_task(bind=True, acks_late=True, max_retries=120)
+@shared_task(acks_late=True)
 def integration_run_task(
-    self, integration_id: int, artifact_ids: list[int] | None = None, trigger: str = SyncTrigger.SCHEDULE
+    integration_id: int, artifact_ids: list[int] | None = None, trigger: str = SyncTrigger.SCHEDULE
 ) -> dict:
     result = sync.integration_run(integration_id, artifact_ids=artifact_ids, trigger=trigger)
-    if result.skipped.startswith("another run") and artifact_ids is not None:
-        # The run going on may have passed these items already: try again when it is over.
-        raise self.retry(countdown=1)
     if result.counts.get("failed") and result.next_retry_at is not None:
         integration_run_task.apply_async((integration_id,), eta=result.next_retry_at)
     return {"run": result.run_id, "skipped": result.skipped, **result.counts}

@@ -23,6 +23,7 @@ from connectors.ingest import PageStore
 from connectors.models import (
     FieldMapping,
     Integration,
+    IntegrationBacklog,
     IntegrationPair,
     IntegrationRun,
     LinkRule,
@@ -352,12 +353,25 @@ ROW_BUILDERS = {
     Integration: lambda count: IntegrationFactory.create_batch(count),
     IntegrationPair: lambda count: IntegrationPairFactory.create_batch(count),
     IntegrationRun: lambda count: IntegrationRunFactory.create_batch(count),
+    IntegrationBacklog: lambda count: [
+        IntegrationBacklog.objects.create(integration=IntegrationFactory(), artifact=ArtifactFactory())
+        for _ in range(count)
+    ],
     Person: lambda count: PersonFactory.create_batch(count),
     PersonAccount: lambda count: PersonAccountFactory.create_batch(count),
 }
 CONNECTOR_MODELS = list(ROW_BUILDERS)
 EDITABLE_MODELS = [ToolConnection, Scope, TypeMapping, StatusMapping, FieldMapping, Integration, Person]
-RECORD_MODELS = [SyncRun, SyncError, RawRecord, PendingLink, WebhookDelivery, IntegrationPair, IntegrationRun]
+RECORD_MODELS = [
+    SyncRun,
+    SyncError,
+    RawRecord,
+    PendingLink,
+    WebhookDelivery,
+    IntegrationPair,
+    IntegrationRun,
+    IntegrationBacklog,
+]
 
 
 def model_id(model) -> str:

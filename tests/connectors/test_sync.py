@@ -373,3 +373,30 @@ def test_the_safety_nets_sweep_every_integration_and_scan_scopes_not_scanned_for
     assert sorted(scanned) == sorted(world.scopes[t].pk for t in ("salesforce", "targetprocess", "zendesk"))
     assert tasks.integrations_sweep_task() == 3
     assert sorted(ran) == sorted(i.pk for i in world.integrations.values())
+
+
+def test_items_changed_during_a_run_wait_in_its_backlog_and_that_run_takes_them(world):
+    from connectors.models import IntegrationBacklog, IntegrationRun
+    from connectors.sync import Engine
+
+    first, second = (world.salesforce.add_request(title, status="New") for title in ("First", "Second"))
+    sync(world, "salesforce")
+    ids = {a.key: a.pk for a in Artifact.objects.filter(key__in=[first, second])}
+    propagate = Engine.propagate
+    concurrent = []
+
+    def propagate_while_another_change_arrives(engine, artifact_ids, lease):
+        if not concurrent:  # another worker's run for the second item, while this one holds the lease
+            concurrent.append(
+                integration_run(world.integrations["to_tp"].pk, artifact_ids=[ids[second]], **world.kwargs())
+            )
+            assert IntegrationBacklog.objects.filter(artifact_id=ids[second]).exists()
+        propagate(engine, artifact_ids, lease)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Engine, "propagate", propagate_while_another_change_arrives)
+        result = integration_run(world.integrations["to_tp"].pk, artifact_ids=[ids[first]], **world.kwargs())
+    assert concurrent[0].skipped.startswith("another run")
+    assert result.counts["created"] == 2
+    assert IntegrationRun.objects.count() == 2  # its own pass, then one for the backlog
+    assert not IntegrationBacklog.objects.exists()
