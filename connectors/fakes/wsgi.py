@@ -506,14 +506,23 @@ def loopback_address(host: str) -> str:
     return host
 
 
-def serve(app_by_prefix: dict[str, Callable], host: str = LOOPBACK_HOST, port: int = 0) -> LoopbackServer:
+def serve(
+    app_by_prefix: dict[str, Callable],
+    host: str = LOOPBACK_HOST,
+    port: int = 0,
+    *,
+    private_network: bool = False,
+) -> LoopbackServer:
     """Mount each fake under its prefix on one loopback server; port 0 picks a free port.
+
+    `private_network` lets the fakes listen on `host` whatever it is, for a container network that
+    nothing outside reaches (docker compose's demo profile); they accept published demo credentials.
 
     ``with serve({"/jira": fake}) as server: httpx.get(server.url("/jira") + "/rest/api/2/serverInfo")``
     serves from a background thread; ``serve(...).serve_forever()`` serves in this one.
     """
     return make_server(
-        loopback_address(host),
+        host if private_network else loopback_address(host),
         port,
         PrefixDispatcher(app_by_prefix),
         server_class=LoopbackServer,

@@ -757,3 +757,9 @@ def test_a_rendered_issue_has_the_shape_of_recorded_jira_cloud_issues(fixtures_d
             fake_status_items = [i for h in fake_histories for i in h["items"] if i["field"] == "status"]
             assert len(fake_status_items) == len(real_status_items)
             assert key_sets(fake_status_items) == key_sets(real_status_items)
+
+
+def test_serve_opens_the_fakes_beyond_loopback_only_when_told_the_network_is_private(cloud):
+    with serve({"/jira": cloud}, host="0.0.0.0", private_network=True) as server:  # noqa: S104 (asked for)
+        response = httpx.get(f"http://127.0.0.1:{server.port}/jira/rest/api/3/serverInfo")
+    assert response.status_code == 200

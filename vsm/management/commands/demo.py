@@ -32,11 +32,13 @@ from connectors.fakes.world import (
     world_save,
 )
 from connectors.fakes.wsgi import LOOPBACK_HOST, PrefixDispatcher, serve, system_clock
+from connectors.tasks import integrations_sweep_task
 from vsm.demo import DEMO_LOGINS, demo_configure, demo_load, demo_run_due_scopes
 from vsm.models import Artifact
 
 SAVE_EVERY_SECONDS = 60
 SCHEDULER_POLL_SECONDS = 5
+SWEEP_EVERY_SECONDS = 10 * 60  # as beat's integrations-sweep in vsm.settings
 
 
 def sqlite_for_threads(sender, connection, **kwargs) -> None:
@@ -58,6 +60,17 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument(
             "--fake-port", type=int, default=8800, help="Where the fake tools listen (loopback)."
+        )
+        parser.add_argument(
+            "--fake-host",
+            default=LOOPBACK_HOST,
+            help="Where the fake tools listen. Anything but loopback only on a private container network "
+            "(docker compose --profile demo): the fakes accept published demo credentials.",
+        )
+        parser.add_argument(
+            "--fakes-url",
+            default="",
+            help="The fake tools' address as the portal and workers reach it (default: from host and port).",
         )
         parser.add_argument("--size", choices=sorted(SIZES), default="default")
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -84,7 +97,9 @@ class Command(BaseCommand):
         connection.close()  # the next query opens a connection with the pragmas
         call_command("migrate", interactive=False, verbosity=0)
         state = settings.VAR_DIR / "demo" / "world.pickle"
-        fakes_url = f"http://{LOOPBACK_HOST}:{options['fake_port']}"
+        fakes_url = (
+            options["fakes_url"].rstrip("/") or f"http://{options['fake_host']}:{options['fake_port']}"
+        )
 
         if Artifact.objects.exists() and not state.exists():
             raise CommandError(
@@ -99,7 +114,12 @@ class Command(BaseCommand):
             fakes = self.create(options, fakes_url, state)
 
         try:
-            server = serve({f"/{name}": fake for name, fake in fakes.items()}, port=options["fake_port"])
+            server = serve(
+                {f"/{name}": fake for name, fake in fakes.items()},
+                host=options["fake_host"],
+                port=options["fake_port"],
+                private_network=options["fake_host"] != LOOPBACK_HOST,
+            )
         except OSError as error:
             raise CommandError(
                 f"Cannot serve the fake tools on port {options['fake_port']}: {error}"
@@ -158,10 +178,15 @@ class Command(BaseCommand):
         return world.fakes
 
     def schedule(self, stop: threading.Event) -> None:
-        """The embedded mode's beat: sync the scopes whose schedule is due, in this process."""
+        """The embedded mode's beat: sync the scopes whose schedule is due, in this process, and now and
+        then pass the integrations over all their items (their safety net, and their retries)."""
+        swept = time.monotonic()
         while not stop.wait(SCHEDULER_POLL_SECONDS):
             try:
                 demo_run_due_scopes()
+                if time.monotonic() - swept > SWEEP_EVERY_SECONDS:
+                    integrations_sweep_task()
+                    swept = time.monotonic()
             except Exception as error:  # keep the demo running; the sync run records the details
                 self.stderr.write(f"scheduled sync failed: {error!r}")
             finally:
