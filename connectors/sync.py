@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -580,15 +579,16 @@ class Engine:
     # Creating: in batches, so that what the tools hold afterwards is stored a page at a time
 
     def _create_batch(self, items: list[tuple[Artifact, IntegrationPair | None]]) -> None:
+        pairs, fresh = self._pairs_recorded(items)
         made: list[tuple[Artifact, IntegrationPair, ToolItem]] = []
-        for source, pair in items:
+        for source, _ in items:
+            pair = pairs[source.pk]
             try:
-                pair, item = self._make(source, pair)
+                item = self._make(source, pair, fresh=pair.pk in fresh)
             except ConnectorError as error:
                 self._failed(source, pair, error)
                 continue
-            if item is not None:
-                made.append((source, pair, item))
+            made.append((source, pair, item))
         targets = self.target.store_many([item for _, _, item in made])
 
         moved, written_back, failed = [], [], set()
@@ -625,27 +625,46 @@ class Engine:
             self.agreed(pair, sources.get(source.external_id, source), targets[item.native_id])
             self.run.created += 1
 
-    def _make(
-        self, source: Artifact, pair: IntegrationPair | None
-    ) -> tuple[IntegrationPair, ToolItem | None]:
-        """The pair recorded first, then the item made in the target tool (or found, after a crash)."""
-        made = None
-        if pair is None:
-            try:
-                with transaction.atomic():
-                    pair = IntegrationPair.objects.create(
-                        integration=self.integration,
-                        source=source,
-                        state=PairState.CREATING,
-                        create_started_at=timezone.now(),
-                    )
-            except IntegrityError:  # another worker has just taken this item: it is theirs to make
-                self.run.unchanged += 1
-                return IntegrationPair(integration=self.integration, source=source), None
-        elif pair.create_started_at is not None:  # an earlier attempt may have made it
-            made = self._made_before(source, pair)
+    def _pairs_recorded(
+        self, items: list[tuple[Artifact, IntegrationPair | None]]
+    ) -> tuple[dict[int, IntegrationPair], set[int]]:
+        """Every item's pair, those new recorded in one statement before any tool is asked to create
+        anything; and which pairs are new (made now, by this run: no earlier attempt to look for)."""
+        stamp = timezone.now()
+        IntegrationPair.objects.bulk_create(
+            [
+                IntegrationPair(
+                    integration=self.integration,
+                    source=source,
+                    state=PairState.CREATING,
+                    create_started_at=stamp,
+                )
+                for source, pair in items
+                if pair is None
+            ],
+            ignore_conflicts=True,  # the lease makes a race rare; if one happens, the pair is found below
+        )
+        pairs = {
+            pair.source_id: pair
+            for pair in IntegrationPair.objects.filter(
+                integration=self.integration, source_id__in=[source.pk for source, _ in items]
+            )
+        }
+        fresh = {
+            pair.pk
+            for source, known in items
+            if known is None
+            and (pair := pairs[source.pk]).create_started_at == stamp
+            and not pair.target_external_id
+        }
+        return pairs, fresh
+
+    def _make(self, source: Artifact, pair: IntegrationPair, *, fresh: bool) -> ToolItem:
+        """The item made in the target tool, or, after an earlier attempt, found there."""
+        made = None if fresh or pair.create_started_at is None else self._made_before(source, pair)
         if made is None:
-            IntegrationPair.objects.filter(pk=pair.pk).update(create_started_at=timezone.now())
+            if not fresh:
+                IntegrationPair.objects.filter(pk=pair.pk).update(create_started_at=timezone.now())
             default = self.integration.default_container or self.target.scope.query
             made = self.to_target.create(
                 self._creation_values(source), route_for(self.routes, model_values(source), default)
@@ -655,7 +674,7 @@ class Engine:
             target_external_id=made.native_id, target_key=made.key
         )
         pair.target_external_id, pair.target_key = made.native_id, made.key
-        return pair, made
+        return made
 
     def _read_back_many(self, side: Side, keys: list[str]) -> dict[str, Artifact]:
         """Read these items again and store them; an item that cannot be read is left for the poll."""
@@ -767,9 +786,10 @@ class Engine:
             last_error="",
             last_synced_at=timezone.now(),
         )
-        SyncError.objects.filter(
-            fingerprint=_error_fingerprint(self.integration, source.external_id), resolved_at__isnull=True
-        ).update(resolved_at=timezone.now())
+        if pair.attempts or pair.last_error:
+            SyncError.objects.filter(
+                fingerprint=_error_fingerprint(self.integration, source.external_id), resolved_at__isnull=True
+            ).update(resolved_at=timezone.now())
 
     # Failing
 

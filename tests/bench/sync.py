@@ -27,12 +27,14 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
+def wait_for(condition, timeout: float, what: str, interval: float = 0.005) -> None:
+    """Poll `condition`; a short interval for in-memory checks, a longer one for database counts (a busy
+    poll would take the CPU the worker measures with)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise SystemExit(f"bench-sync: timed out waiting for {what}")
-        time.sleep(0.005)
+        time.sleep(interval)
 
 
 def main() -> None:
@@ -82,6 +84,7 @@ def main() -> None:
             ),
             120,
             "the epics",
+            interval=0.5,
         )
         pairs = list(IntegrationPair.objects.filter(integration=to_jira).select_related("source", "target"))
         tp_writes_before = len(world.targetprocess.writes)
@@ -125,6 +128,7 @@ def main() -> None:
             lambda: IntegrationPair.objects.filter(integration=to_tp, state=PairState.OK).count() == total,
             3600,
             "the new items",
+            interval=0.5,
         )
         elapsed = time.perf_counter() - started
         writes_per_item = (sum(world.writes().values()) - writes_before) / args.items
