@@ -18,8 +18,11 @@ the item, and a pair found half-made is first matched against what the tool alre
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -282,7 +285,8 @@ class Writer:
                 paths[mapping.tool_path] = native_value
         return connector.write_fields(self.side.tool_type, paths)
 
-    def create(self, values: dict[str, Any], container: str) -> ToolItem:
+    def creation(self, values: dict[str, Any], container: str) -> Callable[[], ToolItem]:
+        """The call that creates the item, its fields worked out here; it may run in another thread."""
         native = self.native(values)
         path, value = self.side.condition
         if path:  # so that the new item reads back as the integration's type mapping
@@ -292,7 +296,9 @@ class Writer:
                 )
             )
         self.writes += 1
-        return self.side.connector.create_item(self.side.spec(container), self.side.tool_type, native)
+        return partial(
+            self.side.connector.create_item, self.side.spec(container), self.side.tool_type, native
+        )
 
     def update(self, artifact: Artifact, values: dict[str, Any]) -> None:
         ref = ItemRef(native_id=artifact.external_id, key=artifact.key)
@@ -581,14 +587,28 @@ class Engine:
     def _create_batch(self, items: list[tuple[Artifact, IntegrationPair | None]]) -> None:
         pairs, fresh = self._pairs_recorded(items)
         made: list[tuple[Artifact, IntegrationPair, ToolItem]] = []
-        for source, _ in items:
-            pair = pairs[source.pk]
-            try:
-                item = self._make(source, pair, fresh=pair.pk in fresh)
-            except ConnectorError as error:
-                self._failed(source, pair, error)
-                continue
-            made.append((source, pair, item))
+        # New items are created a few at a time (the tool's calls overlap; its rate cap still holds);
+        # an earlier attempt's items are looked for one by one first.
+        with ThreadPoolExecutor(max_workers=settings.SYNC_CONCURRENT_WRITES) as pool:
+            creating = {}
+            for source, _ in items:
+                pair = pairs[source.pk]
+                if pair.pk in fresh:
+                    creating[pool.submit(self._creation(source))] = (source, pair)
+                    continue
+                try:
+                    made.append((source, pair, self._remake(source, pair)))
+                except ConnectorError as error:
+                    self._failed(source, pair, error)
+            for future in as_completed(creating):
+                source, pair = creating[future]
+                try:
+                    item = future.result()
+                except ConnectorError as error:
+                    self._failed(source, pair, error)
+                    continue
+                self._record_made(pair, item)
+                made.append((source, pair, item))
         targets = self.target.store_many([item for _, _, item in made])
 
         moved, written_back, failed = [], [], set()
@@ -659,22 +679,28 @@ class Engine:
         }
         return pairs, fresh
 
-    def _make(self, source: Artifact, pair: IntegrationPair, *, fresh: bool) -> ToolItem:
-        """The item made in the target tool, or, after an earlier attempt, found there."""
-        made = None if fresh or pair.create_started_at is None else self._made_before(source, pair)
+    def _creation(self, source: Artifact) -> Callable[[], ToolItem]:
+        default = self.integration.default_container or self.target.scope.query
+        return self.to_target.creation(
+            self._creation_values(source), route_for(self.routes, model_values(source), default)
+        )
+
+    def _remake(self, source: Artifact, pair: IntegrationPair) -> ToolItem:
+        """After an earlier attempt: the item it made, found in the target tool, or a new one."""
+        made = self._made_before(source, pair) if pair.create_started_at is not None else None
         if made is None:
-            if not fresh:
-                IntegrationPair.objects.filter(pk=pair.pk).update(create_started_at=timezone.now())
-            default = self.integration.default_container or self.target.scope.query
-            made = self.to_target.create(
-                self._creation_values(source), route_for(self.routes, model_values(source), default)
-            )
-        # Recorded at once: a crash from here on finds the item by its id, not by a search.
+            IntegrationPair.objects.filter(pk=pair.pk).update(create_started_at=timezone.now())
+            made = self._creation(source)()
+        self._record_made(pair, made)
+        return made
+
+    @staticmethod
+    def _record_made(pair: IntegrationPair, made: ToolItem) -> None:
+        """Recorded at once: a crash from here on finds the item by its id, not by a search."""
         IntegrationPair.objects.filter(pk=pair.pk).update(
             target_external_id=made.native_id, target_key=made.key
         )
         pair.target_external_id, pair.target_key = made.native_id, made.key
-        return made
 
     def _read_back_many(self, side: Side, keys: list[str]) -> dict[str, Artifact]:
         """Read these items again and store them; an item that cannot be read is left for the poll."""

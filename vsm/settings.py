@@ -43,6 +43,8 @@ try:
     AXES_FAILURE_LIMIT = read_int(env, "VSM_LOGIN_FAILURE_LIMIT", 5)
     # The first wait before an integration retries an item that failed; it doubles per attempt.
     SYNC_RETRY_SECONDS = read_int(env, "VSM_SYNC_RETRY_SECONDS", 30)
+    # How many items an integration creates in a tool at once (the connection's rate cap still holds).
+    SYNC_CONCURRENT_WRITES = read_int(env, "VSM_SYNC_CONCURRENT_WRITES", 4)
 except ConfigError as error:
     exit_on_config_error(error)
 
