@@ -42,3 +42,22 @@ def watch_errors(page) -> list[str]:
 def fits_the_phone(page) -> bool:
     """Nothing but the scrolling frames is wider than the screen."""
     return page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def wait_for_chart(page, name):
+    page.wait_for_function(
+        "name => window.Chart && Chart.getChart(document.getElementById('chart-' + name))", arg=name
+    )
+
+
+def chart_data(page, name):
+    """What the Chart.js instance of the chart `name` draws: its type, labels and datasets."""
+    wait_for_chart(page, name)
+    return page.evaluate(
+        """name => {
+            const chart = Chart.getChart(document.getElementById("chart-" + name));
+            return {type: chart.config.type, labels: chart.data.labels,
+                    datasets: chart.data.datasets.map(d => ({label: d.label, data: d.data}))};
+        }""",
+        name,
+    )

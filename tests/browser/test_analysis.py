@@ -7,7 +7,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from tests.browser.portal_pages import PHONE, log_in, screenshot
+from tests.browser.portal_pages import PHONE, chart_data, log_in, screenshot, wait_for_chart
 from tests.vsm.test_portal_analysis import HISTORY, build_analysis_world
 
 pytestmark = [pytest.mark.needs_browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -19,24 +19,6 @@ HISTORY_QUERY = "&".join(f"{name}={value}" for name, value in HISTORY.items())
 @pytest.fixture
 def world():
     return build_analysis_world(crowd_products=3)
-
-
-def wait_for_chart(page, name):
-    page.wait_for_function(
-        "name => window.Chart && Chart.getChart(document.getElementById('chart-' + name))", arg=name
-    )
-
-
-def chart_data(page, name):
-    wait_for_chart(page, name)
-    return page.evaluate(
-        """name => {
-            const chart = Chart.getChart(document.getElementById("chart-" + name));
-            return {type: chart.config.type, labels: chart.data.labels,
-                    datasets: chart.data.datasets.map(d => ({label: d.label, data: d.data}))};
-        }""",
-        name,
-    )
 
 
 def table_column(page, table_id, index):

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from metrics.services import product_rollups_rebuild
-from tests.browser.portal_pages import log_in, screenshot
+from tests.browser.portal_pages import chart_data, log_in, screenshot
 from tests.factories import (
     BASE_TIME,
     PartnerGrantFactory,
@@ -56,17 +56,6 @@ def world():
     membership = PartnerMembershipFactory(user__username="partner")
     PartnerGrantFactory(partner=membership.partner, product=product)
     return {"product": product, "foreign": foreign, "owner": owner, "partner": membership.user}
-
-
-def chart_data(page, name):
-    return page.evaluate(
-        """name => {
-            const chart = Chart.getChart(document.getElementById("chart-" + name));
-            return {type: chart.config.type, labels: chart.data.labels,
-                    datasets: chart.data.datasets.map(d => ({label: d.label, data: d.data}))};
-        }""",
-        name,
-    )
 
 
 def test_a_product_owner_reads_the_dashboard_and_drills_into_a_bar(live_server, chromium_page, world):
