@@ -313,3 +313,14 @@ def test_a_fixed_number_of_queries_whatever_the_number_of_items(world, django_as
     states = {p["state"]: p for p in get_ok(world.owner)["states"]}
     assert list(states) == [WAITING, ACTIVE]  # 40 items waiting from hour 50 on now weigh the most
     assert (states[ACTIVE]["item_count"], states[WAITING]["item_count"]) == (42, 41)
+
+
+def test_an_item_idle_since_before_the_window_is_left_out_and_one_stuck_counts_whole(world):
+    github = world.items["B"].connection
+    stuck = status_item(world.shop, github, "STUCK", -48, (-40, "In Dev", ACTIVE))
+    status_item(world.shop, github, "IDLE", -48, (-40, "In Dev", ACTIVE), (-20, "To Do", NEW))
+    result = bottlenecks_of(world.owner, world.shop, DayWindow(date(2026, 3, 2), date(2026, 3, 5)), now=NOW)
+    active = next(place for place in result["states"] if place["state"] == ACTIVE)
+    assert {"artifact": stuck.pk, "key": "STUCK", "seconds": 96 * HOUR} in active["items"]
+    places = result["states"] + result["statuses"]
+    assert not any(item["key"] == "IDLE" for place in places for item in place["items"])
