@@ -1429,15 +1429,18 @@ def bottlenecks(
     until = min(window.end, now)
     labels = list(samples)
     instants = [samples[label] for label in labels]
+    # A stay ending by the window's start, `until` and the first sample adds nothing (see _visit): the
+    # ledgers are still walked whole, for the stays running into the window, but those are skipped.
+    ended_before = min(window.start, until, *instants[:1])
     states: dict[str, _Place] = {}
     statuses: dict[tuple[str, str], _Place] = {}
     for ledger in ledgers:
         for state, start, end in state_intervals(ledger.item_ledger(), _END_OF_TIME):
-            if state in BOTTLENECK_STATES:
+            if end > ended_before and state in BOTTLENECK_STATES:
                 place = states.get(state) or states.setdefault(state, _Place(len(instants)))
                 _visit(place, ledger.key, start, end, window.start, until, instants)
         for status, state, start, end in status_intervals(ledger, _END_OF_TIME):
-            if state in BOTTLENECK_STATES:
+            if end > ended_before and state in BOTTLENECK_STATES:
                 name = (ledger.tool, status)
                 place = statuses.get(name) or statuses.setdefault(name, _Place(len(instants)))
                 _visit(place, ledger.key, start, end, window.start, until, instants)

@@ -4,6 +4,8 @@ metrics.services and read by metrics.selectors. Derived data only: a rebuild rec
 Partner scope is not stored here: it is derived at read time through `Artifact.objects.visible_to`.
 """
 
+import uuid
+
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -123,6 +125,8 @@ class ProductRollupState(models.Model):
 
     Every day up to `load_through` (the local "today" of the last refresh) is stored. Later days carry
     the load of `load_through` forward: no ledger changed since, or a refresh would have moved it.
+    `data_version` is drawn anew whenever any of the product's rollups is written: caches of figures
+    computed from them (metrics.selectors.cached_per_reach) key on it.
     """
 
     product = models.OneToOneField(
@@ -130,6 +134,7 @@ class ProductRollupState(models.Model):
     )
     load_through = models.DateField(null=True, blank=True)
     rebuilt_at = models.DateTimeField(null=True, blank=True)
+    data_version = models.UUIDField(default=uuid.uuid4)
 
     def __str__(self) -> str:
         return f"rollups of {self.product_id} through {self.load_through}"

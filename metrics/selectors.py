@@ -5,12 +5,16 @@ never one per item) and shape the results. Durations are float seconds, instants
 days local dates in the product's time zone.
 """
 
+import hashlib
+import logging
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
 from django.db import NotSupportedError, connections
 from django.db.models import (
@@ -63,7 +67,12 @@ MAX_WINDOW_YEARS = 3
 FORECAST_TRIALS = 10_000
 FORECAST_SEED = 20260105  # fixed: the same history gives the same forecast
 FORECAST_MAX_DAYS = 730
+# Open items age and days pass even when no rollup changes: how long a cached figure may lag behind.
+FIGURES_CACHE_SECONDS = 60
 OPEN_STATES = ("new", "waiting", "active", "unknown")
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 class NoHistoryError(ValueError):
@@ -131,6 +140,40 @@ def product_get_visible(user, id_or_slug: str) -> Product:
     if product is None:
         raise Http404(f"no product {value!r} among the products you can see")
     return product
+
+
+def cached_per_reach(user, product: Product, name: str, params: dict, compute: Callable[[], T]) -> T:
+    """`compute()`, cached for FIGURES_CACHE_SECONDS under the product, what the user sees of it (all of
+    it, or a partner's scope), the normalised `params`, and the product's data version (drawn anew by
+    metrics.services at every rollup write; the target allocation's change time too).
+
+    Never cached: a product out of the user's reach, or whose rollups were never written (no version).
+    """
+    reach = reach_of(user)
+    if not (reach.everything or product.pk in reach.product_ids):
+        return compute()
+    versions = (
+        Product.objects.filter(pk=product.pk)
+        .values_list("rollup_state__data_version", "flow_target__updated_at")
+        .first()
+    )
+    if versions is None or versions[0] is None:
+        return compute()
+    seen = f"partner-{reach.partner_id}" if reach.is_partner else "all"
+    described = repr((sorted(params.items()), product.slug, product.name, product.time_zone, versions))
+    key = f"vsm:{name}:{product.pk}:{seen}:{hashlib.sha256(described.encode()).hexdigest()}"
+    try:
+        payload = cache.get(key)
+    except Exception as error:  # a cache that is down slows the page, never breaks it
+        logger.warning("the figures cache cannot be read (%s): computing", error.__class__.__name__)
+        return compute()
+    if payload is None:
+        payload = compute()
+        try:
+            cache.set(key, payload, FIGURES_CACHE_SECONDS)
+        except Exception as error:
+            logger.warning("the figures cache cannot be written (%s)", error.__class__.__name__)
+    return payload
 
 
 def partner_scope_artifacts(partner: Partner, product_ids):

@@ -13,6 +13,7 @@ ProductRollupState row) while their load is rewritten, so concurrent refreshes q
 """
 
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -200,7 +201,20 @@ def item_rollups_refresh(artifact_ids: Iterable[int], *, now: datetime | None = 
     The daily load is left as it is: `rollups_refresh_after_sync` refreshes both. Returns the number of
     flow items written.
     """
-    return len(_item_rollups_write(sorted(set(artifact_ids)), now or timezone.now()))
+    ids = sorted(set(artifact_ids))
+    product_ids = _products_of_items(ids)
+    written = len(_item_rollups_write(ids, now or timezone.now()))
+    # After the write: a version drawn before it could be cached with the old figures.
+    _new_data_version(product_ids)
+    return written
+
+
+def _products_of_items(artifact_ids: Sequence[int]) -> set[int]:
+    """The products the artifacts are in, and those their rollups were in (an artifact may have moved)."""
+    product_ids = set(Artifact.objects.filter(pk__in=artifact_ids).values_list("product_id", flat=True))
+    return product_ids | set(
+        ItemFlowRollup.objects.filter(artifact_id__in=artifact_ids).values_list("product_id", flat=True)
+    )
 
 
 def _old_contributions(artifact_ids: Sequence[int]) -> dict[int, LoadContribution]:
@@ -330,12 +344,21 @@ def _load_days_changed(
 
 
 def _lock_rollup_states(product_ids: Iterable[int]) -> dict[int, ProductRollupState]:
+    """Lock the products' rollup states (created when missing) before their rollups are written."""
     ids = sorted(set(product_ids))
     ProductRollupState.objects.bulk_create(
         [ProductRollupState(product_id=product_id) for product_id in ids], ignore_conflicts=True
     )
     states = ProductRollupState.objects.select_for_update().filter(product_id__in=ids).order_by("product_id")
-    return {state.product_id: state for state in states}
+    states = {state.product_id: state for state in states}
+    _new_data_version(ids)
+    return states
+
+
+def _new_data_version(product_ids: Iterable[int]) -> None:
+    """Their rollups change (in the caller's transaction) or just changed: figures cached from the old
+    ones (metrics.selectors.cached_per_reach) are no longer read."""
+    ProductRollupState.objects.filter(product_id__in=list(product_ids)).update(data_version=uuid.uuid4())
 
 
 # --- the two paths: rebuild and incremental --------------------------------------------------------------
@@ -393,10 +416,7 @@ def rollups_refresh_after_sync(artifact_ids: Iterable[int], *, now: datetime | N
     ids = sorted(set(artifact_ids))
     if not ids:
         return
-    product_ids = set(Artifact.objects.filter(pk__in=ids).values_list("product_id", flat=True))
-    product_ids |= set(
-        ItemFlowRollup.objects.filter(artifact_id__in=ids).values_list("product_id", flat=True)
-    )
+    product_ids = _products_of_items(ids)
     states = _lock_rollup_states(product_ids)
 
     old = _old_contributions(ids)

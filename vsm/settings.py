@@ -5,6 +5,7 @@ Defaults are the embedded mode: SQLite under var/, Celery tasks run in-process. 
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 
@@ -196,6 +197,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"FlowStateEnum": "vsm.choices.FlowState"},
+}
+
+# Computed figures (metrics.selectors.cached_per_reach): with a Redis broker, db 3 of its server, shared
+# by the web workers; embedded, each process's memory.
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": urlsplit(CELERY_BROKER_URL)._replace(path="/3").geturl(),
+        }
+        if CELERY_BROKER_URL.startswith("redis")
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
 }
 
 # Celery: without a broker, tasks run in-process (the embedded mode).

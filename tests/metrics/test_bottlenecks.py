@@ -7,8 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from metrics import calculators
 from metrics.calculators import StatusLedger, StatusTransition, Window, bottlenecks, status_intervals
 from metrics.selectors import DayWindow
 from metrics.selectors import bottlenecks as bottlenecks_of
@@ -324,3 +327,68 @@ def test_an_item_idle_since_before_the_window_is_left_out_and_one_stuck_counts_w
     assert {"artifact": stuck.pk, "key": "STUCK", "seconds": 96 * HOUR} in active["items"]
     places = result["states"] + result["statuses"]
     assert not any(item["key"] == "IDLE" for place in places for item in place["items"])
+
+
+# --- the replay clipped to the window -------------------------------------------------------------------
+
+
+def bottlenecks_replaying_every_stay(ledgers, window, samples, now):
+    """The reference: every stay of every ledger visited, none skipped."""
+    until, labels = min(window.end, now), list(samples)
+    instants = [samples[label] for label in labels]
+    states, statuses = {}, {}
+    for item in ledgers:
+        for state, start, end in calculators.state_intervals(item.item_ledger(), calculators._END_OF_TIME):
+            if state in calculators.BOTTLENECK_STATES:
+                place = states.setdefault(state, calculators._Place(len(instants)))
+                calculators._visit(place, item.key, start, end, window.start, until, instants)
+        for status, state, start, end in status_intervals(item, calculators._END_OF_TIME):
+            if state in calculators.BOTTLENECK_STATES:
+                place = statuses.setdefault((item.tool, status), calculators._Place(len(instants)))
+                calculators._visit(place, item.key, start, end, window.start, until, instants)
+    return calculators.Bottlenecks(
+        states=calculators._ranked(
+            [calculators._bottleneck(place, labels, None, state=name) for name, place in states.items()]
+        ),
+        statuses=calculators._ranked(
+            [
+                calculators._bottleneck(place, labels, None, tool=tool, status=status)
+                for (tool, status), place in statuses.items()
+            ]
+        ),
+    )
+
+
+STATES = [NEW, WAITING, ACTIVE, "unknown", DONE, CANCELED]
+random_moves = st.lists(
+    st.tuples(
+        st.integers(-300, 300),
+        st.sampled_from(["To Do", "In Dev", "Blocked", "Done"]),
+        st.sampled_from(STATES),
+    ),
+    max_size=8,
+).map(sorted)
+random_ledgers = st.lists(
+    st.builds(
+        lambda index, created, moves: ledger(f"K-{index}", "jira", created, *moves),
+        st.integers(0, 5),
+        st.integers(-300, 300),
+        random_moves,
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    items=random_ledgers,
+    start=st.integers(-200, 200),
+    days=st.integers(1, 5),
+    now=st.integers(-300, 400),
+)
+def test_skipping_the_stays_before_the_window_changes_nothing(items, start, days, now):
+    window = Window(h(start), h(start + 24 * days))
+    samples = {index: h(start + 24 * index) for index in range(1, days + 1) if start + 24 * index <= now}
+    assert bottlenecks(items, window, samples, h(now)) == bottlenecks_replaying_every_stay(
+        items, window, samples, h(now)
+    )

@@ -1,5 +1,6 @@
 """The portal pages: who sees which products and artifacts, what a partner never sees, and query counts."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from tests.factories import (
     ArtifactFactory,
     ArtifactLinkFactory,
     ProductFactory,
+    StaffFactory,
     StateTransitionFactory,
     build_scope_world,
 )
@@ -448,3 +450,109 @@ def test_pages_send_a_strict_content_security_policy(world):
     assert "script-src 'self'" in policy and "style-src 'self'" in policy
     assert "frame-ancestors 'none'" in policy
     assert "unsafe-inline" not in policy
+
+
+# --- the flow dashboard's cache ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def computed(monkeypatch):
+    """An empty cache, and how many times the dashboard's figures were computed (not read from it)."""
+    from django.core.cache import cache
+
+    from metrics import selectors as metrics_selectors
+
+    cache.clear()
+    calls = []
+    compute = metrics_selectors.flow_metrics
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(metrics_selectors, "flow_metrics", counted)
+    yield calls
+    cache.clear()
+
+
+def without_csrf_tokens(html: str) -> str:
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', "", html)
+
+
+def test_the_cached_dashboard_equals_the_computed_one(flow_world, computed):
+    client = client_for(flow_world.owner)
+    first = client.get(flow_url("granted", bucket="day", **WINDOW))
+    again = client_for(flow_world.owner).get(flow_url("granted", bucket="day", **WINDOW))
+    assert len(computed) == 1
+    assert again.context["metrics"] == first.context["metrics"]
+    assert again.context["tables"] == first.context["tables"]
+    assert again.context["charts"] == first.context["charts"]
+    assert without_csrf_tokens(again.content.decode()) == without_csrf_tokens(first.content.decode())
+    # Other parameters, normalised: another entry; the same ones spelled otherwise: the same entry.
+    client.get(flow_url("granted", bucket="week", **WINDOW))
+    client.get(flow_url("granted", bucket="day", window_start="2026-01-01", window_end="2026-03-31", x="1"))
+    assert len(computed) == 2
+
+
+def test_a_rollup_refresh_shows_at_once(flow_world, computed):
+    from metrics.services import rollups_refresh_after_sync
+    from tests.factories import flow_item
+
+    client = client_for(flow_world.owner)
+    assert client.get(flow_url("granted", **WINDOW)).context["metrics"]["velocity"]["total"] == 150
+    start = BASE_TIME + timedelta(days=10)
+    item = flow_item(
+        flow_world.product,
+        (start, FlowState.ACTIVE),
+        (start + timedelta(days=2), FlowState.DONE),
+        connection=flow_world.internal_conn,
+        key="G-NEW",
+    )
+    rollups_refresh_after_sync([item.pk], now=BASE_TIME + timedelta(days=120))
+    assert client.get(flow_url("granted", **WINDOW)).context["metrics"]["velocity"]["total"] == 151
+
+
+def test_a_new_target_allocation_shows_at_once(flow_world, computed):
+    from metrics.models import ProductTarget
+
+    client = client_for(flow_world.owner)
+    assert client.get(flow_url("granted", **WINDOW)).context["charts"]["distribution"]["target"][0] == 60.0
+    target = ProductTarget.objects.get(product=flow_world.product)
+    target.allocation = {"feature": 0.4, "defect": 0.4, "risk": 0.1, "debt": 0.1}
+    target.save()
+    assert client.get(flow_url("granted", **WINDOW)).context["charts"]["distribution"]["target"][0] == 40.0
+
+
+@pytest.mark.parametrize("first", ["leader", "staff", "owner", "partner_user", "other_partner_user"])
+def test_users_of_different_reach_never_share_a_cached_dashboard(flow_world, computed, first):
+    """Whoever fills the cache first, each sees the numbers of its own reach."""
+    expected = {"leader": 150, "staff": 150, "owner": 150, "partner_user": 30, "other_partner_user": None}
+    # Partner B's scope holds none of these items: its count, whatever it is, from an entry of its own.
+    other_partner = client_for(flow_world.other_partner_user).get(flow_url("granted", **WINDOW))
+    computed.clear()
+    cache_filled_by = client_for(getattr(flow_world, first)).get(flow_url("granted", **WINDOW))
+    assert cache_filled_by.status_code == 200
+    for role, total in expected.items():
+        response = client_for(getattr(flow_world, role)).get(flow_url("granted", **WINDOW))
+        if total is None:
+            total = other_partner.context["metrics"]["velocity"]["total"]
+        assert response.context["metrics"]["velocity"]["total"] == total, role
+        assert response.context["metrics"]["scope"]["partner_view"] == (role.endswith("partner_user")), role
+    # Everyone seeing the whole product shares one entry; each partner has its own.
+    assert len(computed) == 2
+
+
+def test_a_cache_that_is_down_slows_the_dashboard_but_never_breaks_it(client, monkeypatch):
+    from django.core.cache import cache
+
+    from metrics.services import product_rollups_rebuild
+
+    def down(*args, **kwargs):
+        raise ConnectionError("the cache is unreachable")
+
+    product = ProductFactory()
+    product_rollups_rebuild(product)  # a data version: the figures would be cached
+    monkeypatch.setattr(cache, "get", down)
+    monkeypatch.setattr(cache, "set", down)
+    client.force_login(StaffFactory())
+    assert client.get(reverse("portal:flow", args=[product.slug])).status_code == 200

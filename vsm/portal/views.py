@@ -158,17 +158,26 @@ def _flow_url(product, window, **params) -> str:
 # --- product flow dashboard ----------------------------------------------------------------------------
 
 
-def _flow_context(request, slug: str, scatter_limit: int | None) -> dict:
-    """The product (404 when out of reach), the filters with their messages, and the metrics; the
-    scatter shows the latest `scatter_limit` done items (None: all of them)."""
+def _flow_context(request, slug: str, scatter_limit: int | None, *, cached: bool = False) -> dict:
+    """The product (404 when out of reach), the filters with their messages, and the figures (metrics,
+    tables, charts; `cached`: from metrics_selectors.cached_per_reach); the scatter shows the latest
+    `scatter_limit` done items (None: all of them)."""
     product = metrics_selectors.product_get_visible(request.user, slug)
     form = FlowFilterForm(request.GET, user=request.user, product=product)
     window, bucket, flow_type = form.window(), form.chosen_bucket(), form.flow_type()
-    metrics = metrics_selectors.flow_metrics(request.user, product, window, bucket, flow_type=flow_type)
     query = {"window_start": window.first_day.isoformat(), "window_end": window.last_day.isoformat()}
     query["bucket"] = bucket
     if flow_type is not None:
         query["type"] = flow_type.slug
+
+    def compute() -> dict:
+        return _flow_figures(request.user, product, window, bucket, flow_type, scatter_limit)
+
+    if cached:
+        params = {**query, "scatter_limit": scatter_limit}
+        figures = metrics_selectors.cached_per_reach(request.user, product, "flow", params, compute)
+    else:
+        figures = compute()
     return {
         "product": product,
         "form": form,
@@ -176,15 +185,17 @@ def _flow_context(request, slug: str, scatter_limit: int | None) -> dict:
         "window": window,
         "bucket": bucket,
         "flow_type": flow_type,
-        "metrics": metrics,
         "query": urlencode(query),
-        "tables": _tables(
-            product,
-            metrics,
-            flow_type,
-            _done_points(request.user, product, metrics, flow_type, scatter_limit),
-        ),
+        **figures,
     }
+
+
+def _flow_figures(user, product, window, bucket, flow_type, scatter_limit: int | None) -> dict:
+    """The flow dashboard's numbers, as plain data (no request, user or form in them): cacheable."""
+    metrics = metrics_selectors.flow_metrics(user, product, window, bucket, flow_type=flow_type)
+    done_points = _done_points(user, product, metrics, flow_type, scatter_limit)
+    tables = _tables(product, metrics, flow_type, done_points)
+    return {"metrics": metrics, "tables": tables, "charts": _chart_data(tables)}
 
 
 def _done_points(user, product, metrics: dict, flow_type, limit: int | None) -> list[tuple]:
@@ -384,8 +395,7 @@ def _chart_data(tables: dict) -> dict:
 
 @login_required
 def product_flow(request, slug: str):
-    context = _flow_context(request, slug, SCATTER_MAX_POINTS)
-    context["charts"] = _chart_data(context["tables"])
+    context = _flow_context(request, slug, SCATTER_MAX_POINTS, cached=True)
     return render(request, "portal/flow.html", context)
 
 
