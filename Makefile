@@ -34,7 +34,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	VSM_DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python manage.py makemigrations --check --dry-run
 
 # Benchmarks print figures; they use their own PostgreSQL database (vsm_bench) on the server of
 # DATABASE_URL (default: the local one).

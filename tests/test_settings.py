@@ -92,3 +92,12 @@ def test_check_deploy_is_clean_with_a_production_environment(tmp_path):
     result = run_django(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], extra, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_makemigrations_needs_no_secret_key_but_serving_and_migrating_still_do(tmp_path):
+    checked = run_django(["manage.py", "makemigrations", "--check", "--dry-run"], {}, tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "No changes detected" in checked.stdout
+    for command in (["manage.py", "migrate"], ["manage.py", "runserver", "--noreload", "127.0.0.1:0"]):
+        refused = run_django(command, {}, tmp_path)
+        assert refused.returncode == 2 and "VSM_SECRET_KEY" in refused.stderr, command
