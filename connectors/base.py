@@ -259,17 +259,20 @@ class Connector:
         """The value that makes a type mapping's condition (`path` equals or contains `value`) hold."""
         return value
 
-    # Webhooks (providers with Feature.WEBHOOKS override both; they never touch the ORM or the network)
+    # Webhooks: a provider with Feature.WEBHOOKS names its module of `verify(headers, body, secret)` and
+    # `event_of(headers, payload)` (providers/<tool>/webhooks.py), which never touch the ORM or network.
+    webhook_module: ClassVar[Any] = None
+
     @classmethod
     def verify_webhook(cls, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
         """Whether the delivery comes from the tool: its signature over the raw `body`, checked in
         constant time against `secret`. Called before the body is parsed; never raises."""
-        return False
+        return cls.webhook_module is not None and cls.webhook_module.verify(headers, body, secret)
 
     @classmethod
     def webhook_event(cls, headers: Mapping[str, str], payload: Any) -> WebhookEvent | None:
         """The parsed payload of a verified delivery as a WebhookEvent; None for an event it ignores."""
-        return None
+        return None if cls.webhook_module is None else cls.webhook_module.event_of(headers, payload)
 
 
 def nest_paths(values: Mapping[str, Any]) -> dict[str, Any]:

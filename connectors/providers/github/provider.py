@@ -30,7 +30,7 @@ issues, pulls, commits, releases, comma-separated) reads only those.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -48,7 +48,6 @@ from connectors.base import (
     Page,
     ScopeSpec,
     ToolItem,
-    WebhookEvent,
     register_connector,
 )
 from connectors.client import HttpClient
@@ -131,6 +130,7 @@ class GitHubConnector(Connector):
     )
     artifact_types = ("Issue", "PullRequest", "Commit", "Release")
     features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS, Feature.WEBHOOKS})
+    webhook_module = webhooks
     query_help = (
         "owner/repo, optionally with what to read: owner/repo:issues,pulls,commits,releases (default: all)."
     )
@@ -165,16 +165,6 @@ class GitHubConnector(Connector):
 
     def close(self) -> None:
         self.http.close()
-
-    # Webhooks (connectors/providers/github/webhooks.py)
-
-    @classmethod
-    def verify_webhook(cls, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-        return webhooks.verify(headers, body, secret)
-
-    @classmethod
-    def webhook_event(cls, headers: Mapping[str, str], payload: Any) -> WebhookEvent | None:
-        return webhooks.event_of(headers, payload)
 
     # Reading
 

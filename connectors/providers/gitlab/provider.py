@@ -32,7 +32,7 @@ Limits, documented rather than hidden
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -51,7 +51,6 @@ from connectors.base import (
     ScopeSpec,
     ToolItem,
     ToolLink,
-    WebhookEvent,
     register_connector,
 )
 from connectors.client import DEFAULT_MAX_PAGES, HttpClient
@@ -118,6 +117,7 @@ class GitLabConnector(Connector):
     )
     artifact_types = (*ISSUE_TYPE_NAMES.values(), "MergeRequest", "Commit", "Pipeline", "Deployment")
     features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS, Feature.WEBHOOKS})
+    webhook_module = webhooks
     query_help = (
         "A project path (group/project) or id, optionally with the lists to read: "
         "group/project:issues,merge_requests,commits,pipelines,deployments."
@@ -142,16 +142,6 @@ class GitLabConnector(Connector):
 
     def close(self) -> None:
         self.http.close()
-
-    # Webhooks (connectors/providers/gitlab/webhooks.py)
-
-    @classmethod
-    def verify_webhook(cls, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-        return webhooks.verify(headers, body, secret)
-
-    @classmethod
-    def webhook_event(cls, headers: Mapping[str, str], payload: Any) -> WebhookEvent | None:
-        return webhooks.event_of(headers, payload)
 
     # Reading
 

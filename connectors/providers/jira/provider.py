@@ -1,6 +1,6 @@
 """Jira Cloud and Data Center: incremental JQL reads with the full changelog, and writes."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,7 +19,6 @@ from connectors.base import (
     ScopeSpec,
     ToolItem,
     ToolLink,
-    WebhookEvent,
     register_connector,
 )
 from connectors.client import HttpClient
@@ -70,6 +69,7 @@ class JiraConnector(Connector):
     )
     artifact_types = ("Epic", "Story", "Task", "Sub-task", "Bug")
     features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS, Feature.WEBHOOKS})
+    webhook_module = webhooks
     query_help = "A project key (ABC) or a JQL filter without ORDER BY."
 
     def __init__(self, installation):
@@ -98,16 +98,6 @@ class JiraConnector(Connector):
 
     def close(self) -> None:
         self.http.close()
-
-    # Webhooks (connectors/providers/jira/webhooks.py)
-
-    @classmethod
-    def verify_webhook(cls, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-        return webhooks.verify(headers, body, secret)
-
-    @classmethod
-    def webhook_event(cls, headers: Mapping[str, str], payload: Any) -> WebhookEvent | None:
-        return webhooks.event_of(headers, payload)
 
     # Reading
 

@@ -48,7 +48,6 @@ from connectors.base import (
     ScopeSpec,
     ToolItem,
     ToolLink,
-    WebhookEvent,
     nest_paths,
     register_connector,
 )
@@ -98,6 +97,7 @@ class ZendeskConnector(Connector):
     )
     artifact_types = (ITEM_TYPE,)
     features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS, Feature.WEBHOOKS})
+    webhook_module = webhooks
     query_help = (
         "* for every ticket, or terms that must all match: organization:<id or name>, group:<id>, "
         "brand:<id>, form:<id>, type:<question|incident|problem|task>, tag:<tag>."
@@ -121,16 +121,6 @@ class ZendeskConnector(Connector):
 
     def close(self) -> None:
         self.http.close()
-
-    # Webhooks (connectors/providers/zendesk/webhooks.py)
-
-    @classmethod
-    def verify_webhook(cls, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
-        return webhooks.verify(headers, body, secret)
-
-    @classmethod
-    def webhook_event(cls, headers: Mapping[str, str], payload: Any) -> WebhookEvent | None:
-        return webhooks.event_of(headers, payload)
 
     # Reading
 
