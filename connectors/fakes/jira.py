@@ -72,6 +72,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from connectors.fakes.query import regex_tokens
 from connectors.fakes.wsgi import (
     CONTROL_PREFIX,
     FakeApp,
@@ -338,18 +339,10 @@ class JqlError(ValueError):
 
 
 def _tokenize_jql(text: str) -> list[tuple[str, str]]:
-    tokens, position = [], 0
-    while position < len(text.rstrip()):
-        found = _JQL_TOKEN.match(text, position)
-        if found is None or found.end() == position:
-            raise JqlError(f"Error in the JQL Query: unexpected character at position {position + 1}.")
-        kind = found.lastgroup
-        value = found.group(kind)
-        if kind == "string":
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
-        tokens.append((kind, value))
-        position = found.end()
-    return tokens
+    try:
+        return regex_tokens(_JQL_TOKEN, text, lambda quoted: re.sub(r"\\(.)", r"\1", quoted[1:-1]))
+    except ValueError as error:
+        raise JqlError(f"Error in the JQL Query: {error}.") from None
 
 
 def parse_jql(text: str) -> JqlQuery:

@@ -73,6 +73,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from connectors.fakes.query import regex_tokens
 from connectors.fakes.wsgi import (
     CONTROL_PREFIX,
     FakeApp,
@@ -299,21 +300,14 @@ class Condition:
 
 
 def _tokenize(text: str) -> list[tuple[str, str]]:
-    tokens, position = [], 0
-    text = text.rstrip()
-    while position < len(text):
-        found = _TOKEN.match(text, position)
-        if found is None or found.end() == position:
-            raise ValueError(f"unexpected character at position {position + 1}")
-        kind = found.lastgroup
-        value = found.group(kind)
-        if kind == "string":
-            value = (
-                value[1:-1].replace("''", "'") if value[0] == "'" else re.sub(r"\\(.)", r"\1", value[1:-1])
-            )
-        tokens.append((kind, value))
-        position = found.end()
-    return tokens
+    return regex_tokens(_TOKEN, text, _unquote)
+
+
+def _unquote(quoted: str) -> str:
+    """'it''s' (doubled quotes) or "say \\"hi\\"" (backslashes)."""
+    if quoted[0] == "'":
+        return quoted[1:-1].replace("''", "'")
+    return re.sub(r"\\(.)", r"\1", quoted[1:-1])
 
 
 def parse_where(text: str) -> list[Condition]:
