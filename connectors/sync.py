@@ -18,8 +18,9 @@ the item, and a pair found half-made is first matched against what the tool alre
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -445,21 +446,30 @@ def _backlog_taken(integration: Integration, whole: bool) -> list[int]:
 
 def _one_pass(integration, artifact_ids, trigger, transport, sleep, lease) -> IntegrationRun:
     run = IntegrationRun.objects.create(integration=integration, trigger=trigger, started_at=timezone.now())
+    try:
+        with _engine_for(run, transport, sleep) as engine:
+            engine.propagate(artifact_ids, lease)
+            _finish_run(run, SyncOutcome.PARTIAL if run.failed else SyncOutcome.SUCCESS, engine.message())
+    except ConnectorError as error:
+        logger.warning("integration %s failed: %s", integration.pk, error)
+    return run
+
+
+@contextmanager
+def _engine_for(run: IntegrationRun, transport, sleep) -> Iterator[Engine]:
+    """The engine of one run, its tools closed afterwards; the run is marked failed if its work raises."""
     engine = None
     try:
-        engine = Engine(integration, run, transport=transport, sleep=sleep)
-        engine.propagate(artifact_ids, lease)
-        _finish_run(run, SyncOutcome.PARTIAL if run.failed else SyncOutcome.SUCCESS, engine.message())
-    except ConnectorError as error:
-        _finish_run(run, SyncOutcome.FAILED, str(error))
-        logger.warning("integration %s failed: %s", integration.pk, error)
+        engine = Engine(run.integration, run, transport=transport, sleep=sleep)
+        yield engine
     except Exception as error:
-        _finish_run(run, SyncOutcome.FAILED, f"unexpected error: {error.__class__.__name__}: {error}")
+        unexpected = not isinstance(error, ConnectorError)
+        message = f"unexpected error: {error.__class__.__name__}: {error}" if unexpected else str(error)
+        _finish_run(run, SyncOutcome.FAILED, message)
         raise
     finally:
         if engine is not None:
             engine.close()
-    return run
 
 
 def _finish_run(run: IntegrationRun, outcome: str, message: str) -> None:
@@ -884,27 +894,23 @@ def pair_conflict_resolve(pair: IntegrationPair, *, take: str, transport=None, s
     lease = IntegrationLease(pair.integration_id)
     if not lease.acquire():
         raise ConnectorError("a run of this integration is going on; try again in a moment")
-    run = IntegrationRun.objects.create(
-        integration=pair.integration, trigger=SyncTrigger.MANUAL, started_at=timezone.now()
-    )
-    engine = Engine(pair.integration, run, transport=transport, sleep=sleep)
     try:
-        source, target = pair.source, pair.target
-        chosen = {name: values[take] for name, values in pair.conflicts.items()}
-        if take == SOURCE:
-            engine.to_target.update(target, chosen)
-            target = engine.to_target.read_back(target.key)
-        else:
-            engine.to_source.update(source, chosen)
-            source = engine.to_source.read_back(source.key)
-        pair.conflicts = {}
-        IntegrationPair.objects.filter(pk=pair.pk).update(conflicts={})
-        engine.agreed(pair, source, target)
-        run.updated, run.writes = 1, engine.to_target.writes + engine.to_source.writes
-        _finish_run(run, SyncOutcome.SUCCESS, f"conflict resolved: took the {take}'s values")
-    except ConnectorError as error:
-        _finish_run(run, SyncOutcome.FAILED, str(error))
-        raise
+        run = IntegrationRun.objects.create(
+            integration=pair.integration, trigger=SyncTrigger.MANUAL, started_at=timezone.now()
+        )
+        with _engine_for(run, transport, sleep) as engine:
+            source, target = pair.source, pair.target
+            chosen = {name: values[take] for name, values in pair.conflicts.items()}
+            if take == SOURCE:
+                engine.to_target.update(target, chosen)
+                target = engine.to_target.read_back(target.key)
+            else:
+                engine.to_source.update(source, chosen)
+                source = engine.to_source.read_back(source.key)
+            pair.conflicts = {}
+            IntegrationPair.objects.filter(pk=pair.pk).update(conflicts={})
+            engine.agreed(pair, source, target)
+            run.updated, run.writes = 1, engine.to_target.writes + engine.to_source.writes
+            _finish_run(run, SyncOutcome.SUCCESS, f"conflict resolved: took the {take}'s values")
     finally:
-        engine.close()
         lease.release()
