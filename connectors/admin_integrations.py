@@ -108,8 +108,8 @@ class IntegrationRunInline(ReadOnlyTabularInline):
     verbose_name_plural = f"latest runs (newest {RECENT_RUNS})"
 
 
-def _pairs(state: str):
-    return count_of(IntegrationPair.objects.filter(state=state), "integration")
+def _pairs(*states: str):
+    return count_of(IntegrationPair.objects.filter(state__in=states), "integration")
 
 
 @admin.register(Integration)
@@ -162,10 +162,7 @@ class IntegrationAdmin(admin.ModelAdmin):
             .annotate(
                 ok_pairs=_pairs(PairState.OK),
                 conflict_pairs=_pairs(PairState.CONFLICT),
-                failed_pairs=count_of(
-                    IntegrationPair.objects.filter(state__in=[PairState.RETRYING, PairState.WAITING]),
-                    "integration",
-                ),
+                failed_pairs=_pairs(PairState.RETRYING, PairState.WAITING),
             )
         )
 
