@@ -103,10 +103,11 @@ def test_a_worker_killed_mid_batch_leaves_a_job_the_next_worker_finishes_without
                 log_path=tmp_path / "first.log",
             )
             Integration.objects.filter(pk=integration.pk).update(enabled=True)
-            world.targetprocess.slow(10_000, 0.05)  # every call takes a while: the batch is under way
+            world.targetprocess.slow(10_000, 0.25)  # every call takes a while: the batch is under way
             integration_run_task.delay(integration.pk)
+            # Pairs are recorded before their tool call, so wait for items made in the tool itself.
             wait_until(
-                lambda: IntegrationPair.objects.filter(integration=integration).count() >= 8,
+                lambda: len(_tp_request_names(world)) >= 4,
                 timeout=60,
                 process=first,
                 log_path=tmp_path / "first.log",
