@@ -1425,25 +1425,34 @@ def bottlenecks(
 
     `samples` maps labels (local days) to the instants of their peak count (day ends), ascending; only
     those inside the window are expected. `max_items` caps each place's contributing items.
+
+    The flow-state stays are the status stays of one state run together (what state_intervals gives),
+    so each ledger is walked once; instants are compared as epoch microseconds (exact, and far cheaper
+    than aware datetimes in different zones).
     """
-    until = min(window.end, now)
+    until = _epoch_microseconds(min(window.end, now))
+    window_start = _epoch_microseconds(window.start)
     labels = list(samples)
-    instants = [samples[label] for label in labels]
+    instants = [_epoch_microseconds(samples[label]) for label in labels]
     # A stay ending by the window's start, `until` and the first sample adds nothing (see _visit): the
     # ledgers are still walked whole, for the stays running into the window, but those are skipped.
-    ended_before = min(window.start, until, *instants[:1])
+    ended_before = min(window_start, until, *instants[:1])
+    bounds = _Bounds(window_start, until, instants)
     states: dict[str, _Place] = {}
     statuses: dict[tuple[str, str], _Place] = {}
     for ledger in ledgers:
-        for state, start, end in state_intervals(ledger.item_ledger(), _END_OF_TIME):
+        run_state, run_start = None, 0
+        for status, state, start_at, end_at in status_intervals(ledger, _END_OF_TIME):
+            start, end = _epoch_microseconds(start_at), _epoch_microseconds(end_at)
+            if state != run_state:
+                if run_state in BOTTLENECK_STATES and start > ended_before:
+                    _visit(_place(states, run_state, instants), ledger.key, run_start, start, bounds)
+                run_state, run_start = state, start
             if end > ended_before and state in BOTTLENECK_STATES:
-                place = states.get(state) or states.setdefault(state, _Place(len(instants)))
-                _visit(place, ledger.key, start, end, window.start, until, instants)
-        for status, state, start, end in status_intervals(ledger, _END_OF_TIME):
-            if end > ended_before and state in BOTTLENECK_STATES:
-                name = (ledger.tool, status)
-                place = statuses.get(name) or statuses.setdefault(name, _Place(len(instants)))
-                _visit(place, ledger.key, start, end, window.start, until, instants)
+                place = _place(statuses, (ledger.tool, status), instants)
+                _visit(place, ledger.key, start, end, bounds)
+        if run_state in BOTTLENECK_STATES:  # the last stay runs to the end of time
+            _visit(_place(states, run_state, instants), ledger.key, run_start, _END_OF_TIME_US, bounds)
     return Bottlenecks(
         states=_ranked([_bottleneck(place, labels, max_items, state=name) for name, place in states.items()]),
         statuses=_ranked(
@@ -1455,15 +1464,35 @@ def bottlenecks(
     )
 
 
-def _visit(
-    place: _Place,
-    key: str,
-    start: datetime,
-    end: datetime,
-    window_start: datetime,
-    until: datetime,
-    instants: list[datetime],
-) -> None:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _epoch_microseconds(instant: datetime) -> int:
+    return (instant - _EPOCH) // _MICROSECOND
+
+
+_END_OF_TIME_US = _epoch_microseconds(_END_OF_TIME)
+
+
+class _Bounds(NamedTuple):
+    """The window's start, `until` and the sample instants, in epoch microseconds."""
+
+    window_start: int
+    until: int
+    instants: list[int]
+
+
+def _place(places: dict, name, instants: list[int]) -> _Place:
+    place = places.get(name)
+    if place is None:
+        place = places[name] = _Place(len(instants))
+    return place
+
+
+def _visit(place: _Place, key: str, start: int, end: int, bounds: _Bounds) -> None:
+    """Count one stay [start, end) (epoch microseconds) in its place."""
+    window_start, until, instants = bounds
     if start <= until < end:
         place.current += 1
     # A sample at `s` counts the stays with start <= s < end (a difference array, as in flow_load).
@@ -1471,12 +1500,14 @@ def _visit(
     if first < after:
         place.sample_changes[first] += 1
         place.sample_changes[after] -= 1
-    inside = (min(end, until) - max(start, window_start)).total_seconds()
+    inside = (end if end < until else until) - (start if start > window_start else window_start)
     if inside <= 0:
         return
-    place.total += inside
-    place.visit_times.append((min(end, until) - start).total_seconds())
-    place.by_item[key] = place.by_item.get(key, 0.0) + inside
+    # Microseconds over 10**6, as timedelta.total_seconds computes them: the same float to the last bit.
+    seconds = inside / 10**6
+    place.total += seconds
+    place.visit_times.append(((end if end < until else until) - start) / 10**6)
+    place.by_item[key] = place.by_item.get(key, 0.0) + seconds
 
 
 def _bottleneck(place: _Place, labels: list, max_items: int | None, **name) -> Bottleneck:

@@ -366,10 +366,11 @@ class _EpochMicroseconds(Func):
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _from_epoch_microseconds(microseconds: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=microseconds)
+    return _EPOCH + _MICROSECOND * microseconds  # twice as fast as timedelta(microseconds=...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +407,19 @@ def _rows(queryset) -> list[tuple]:
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def _row_stream(queryset) -> Iterator[tuple]:
+    """A values_list queryset's rows as the driver gives them (see _rows), fetched CHUNK_SIZE at a time
+    through a server-side cursor where the database has them: for more rows than fit in memory."""
+    try:
+        sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
+    except EmptyResultSet:
+        return
+    with connections[queryset.db].chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(CHUNK_SIZE):
+            yield from rows
 
 
 def _done_columns(rollups, window: Window, edges: Sequence[datetime]) -> DoneColumns:
@@ -1396,42 +1410,43 @@ def request_lead_times(
 
 
 def _status_ledgers(items, keys: dict[str, str]) -> Iterator[calculators.StatusLedger]:
-    """The items' status ledgers, CHUNK_SIZE at a time (keyset paging); fills keys (id -> tool key)."""
-    after = 0
-    while True:
-        rows = list(
-            items.filter(pk__gt=after)
-            .order_by("id")
-            .values_list("id", "key", "connection__kind", "created_at", "flow_state", "tool_status")[
-                :CHUNK_SIZE
-            ]
+    """The items' status ledgers in id order; fills keys (id -> tool key).
+
+    Two queries: the items, and their transitions in artifact order, streamed (CHUNK_SIZE rows a fetch)
+    and walked beside the items.
+    """
+    rows = list(
+        items.order_by("id").values_list(
+            "id", "key", "connection__kind", "created_at", "flow_state", "tool_status"
         )
-        transitions: dict[int, list] = defaultdict(list)
-        for artifact_id, at, from_state, to_state, from_status, to_status in _rows(
-            StateTransition.objects.filter(artifact_id__in=[row[0] for row in rows])
-            .order_by("artifact_id", "at", "id")
-            .values_list(
-                "artifact_id", _EpochMicroseconds("at"), "from_state", "to_state", "from_status", "to_status"
-            )
-        ):
-            transitions[artifact_id].append(
+    )
+    transitions = _row_stream(
+        StateTransition.objects.filter(artifact__in=items.values("pk"))
+        .order_by("artifact_id", "at", "id")
+        .values_list(
+            "artifact_id", _EpochMicroseconds("at"), "from_state", "to_state", "from_status", "to_status"
+        )
+    )
+    pending = next(transitions, None)
+    for artifact_id, key, tool, created_at, state, tool_status in rows:
+        ledger = []
+        while pending is not None and pending[0] == artifact_id:
+            _, at, from_state, to_state, from_status, to_status = pending
+            ledger.append(
                 calculators.StatusTransition(
                     _from_epoch_microseconds(at), from_state or None, to_state, from_status, to_status
                 )
             )
-        for artifact_id, key, tool, created_at, state, tool_status in rows:
-            keys[str(artifact_id)] = key
-            yield calculators.StatusLedger(
-                key=str(artifact_id),
-                tool=tool,
-                created_at=created_at,
-                transitions=transitions.get(artifact_id, ()),
-                current_state=state,
-                current_status=tool_status,
-            )
-        if len(rows) < CHUNK_SIZE:
-            return
-        after = rows[-1][0]
+            pending = next(transitions, None)
+        keys[str(artifact_id)] = key
+        yield calculators.StatusLedger(
+            key=str(artifact_id),
+            tool=tool,
+            created_at=created_at,
+            transitions=ledger,
+            current_state=state,
+            current_status=tool_status,
+        )
 
 
 def _bottleneck_json(place: calculators.Bottleneck, keys: dict[str, str]) -> dict:

@@ -83,6 +83,18 @@ def test_database_url_and_broker_select_postgresql_and_redis(tmp_path):
     ]
 
 
+def test_postgresql_connections_run_without_jit(tmp_path):
+    """JIT compiling costs the portal's large scans more than it saves; options in the URL are kept."""
+    probe = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.DATABASES['default']['OPTIONS'])"
+    )
+    url = "postgres://vsm@db.internal/portal?options=-c%20statement_timeout%3D5000"
+    result = run_django(["-c", probe], {"VSM_SECRET_KEY": PRODUCTION_KEY, "DATABASE_URL": url}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "'options': '-c statement_timeout=5000 -c jit=off'" in result.stdout
+
+
 def test_check_deploy_is_clean_with_a_production_environment(tmp_path):
     extra = {
         "VSM_SECRET_KEY": PRODUCTION_KEY,

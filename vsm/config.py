@@ -64,6 +64,11 @@ def read_database(env: environ.Env, default_sqlite: Path) -> dict:
         config = environ.Env.db_url_config(url)
     except Exception as error:  # django-environ raises assorted types for bad URLs
         raise ConfigError(f"DATABASE_URL is malformed ({error.__class__.__name__})") from None
+    if config["ENGINE"].endswith("postgresql"):
+        # PostgreSQL's JIT compiles every query with a large cost estimate (the portal's scans of a
+        # product's ledger) for 0.2-0.3 s, more than most of them take to run.
+        options = config.setdefault("OPTIONS", {})
+        options["options"] = f"{options.get('options', '')} -c jit=off".strip()
     config["CONN_MAX_AGE"] = read_int(env, "VSM_DB_CONN_MAX_AGE", 60)
     config["CONN_HEALTH_CHECKS"] = True
     return config

@@ -5,6 +5,7 @@ The window is Monday 2 to Thursday 5 March 2026 (UTC): [T0, T0 + 96 h). Times ar
 
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -329,11 +330,45 @@ def test_an_item_idle_since_before_the_window_is_left_out_and_one_stuck_counts_w
     assert not any(item["key"] == "IDLE" for place in places for item in place["items"])
 
 
+def test_a_window_across_a_clock_change_counts_the_hours_that_really_passed():
+    # Berlin leaves summer time on Sunday 25 October 2026: that local day has 25 hours.
+    zone = ZoneInfo("Europe/Berlin")
+    window = DayWindow(date(2026, 10, 24), date(2026, 10, 26)).instants(zone)
+    created = datetime(2026, 10, 1, tzinfo=UTC)
+    stuck = StatusLedger(
+        "S",
+        "jira",
+        created,
+        [StatusTransition(created, NEW, WAITING, "To Do", "Blocked")],
+        WAITING,
+        "Blocked",
+    )
+    result = bottlenecks([stuck], window, {}, window.end + timedelta(days=1))
+    assert [(place.state, place.total) for place in result.states] == [(WAITING, 73 * HOUR)]
+    assert result.statuses[0].items == [("S", 73 * HOUR)]
+
+
 # --- the replay clipped to the window -------------------------------------------------------------------
 
 
+def visit_every_stay(place, key, start, end, window_start, until, instants):
+    """The reference visit, in datetimes: one stay [start, end) counted in its place."""
+    if start <= until < end:
+        place.current += 1
+    for index, instant in enumerate(instants):
+        if start <= instant < end:
+            place.sample_changes[index] += 1
+            place.sample_changes[index + 1] -= 1
+    inside = (min(end, until) - max(start, window_start)).total_seconds()
+    if inside > 0:
+        place.total += inside
+        place.visit_times.append((min(end, until) - start).total_seconds())
+        place.by_item[key] = place.by_item.get(key, 0.0) + inside
+
+
 def bottlenecks_replaying_every_stay(ledgers, window, samples, now):
-    """The reference: every stay of every ledger visited, none skipped."""
+    """The reference: every flow-state stay (state_intervals) and every status stay of every ledger
+    visited, none skipped, in datetimes."""
     until, labels = min(window.end, now), list(samples)
     instants = [samples[label] for label in labels]
     states, statuses = {}, {}
@@ -341,11 +376,11 @@ def bottlenecks_replaying_every_stay(ledgers, window, samples, now):
         for state, start, end in calculators.state_intervals(item.item_ledger(), calculators._END_OF_TIME):
             if state in calculators.BOTTLENECK_STATES:
                 place = states.setdefault(state, calculators._Place(len(instants)))
-                calculators._visit(place, item.key, start, end, window.start, until, instants)
+                visit_every_stay(place, item.key, start, end, window.start, until, instants)
         for status, state, start, end in status_intervals(item, calculators._END_OF_TIME):
             if state in calculators.BOTTLENECK_STATES:
                 place = statuses.setdefault((item.tool, status), calculators._Place(len(instants)))
-                calculators._visit(place, item.key, start, end, window.start, until, instants)
+                visit_every_stay(place, item.key, start, end, window.start, until, instants)
     return calculators.Bottlenecks(
         states=calculators._ranked(
             [calculators._bottleneck(place, labels, None, state=name) for name, place in states.items()]
@@ -386,7 +421,7 @@ random_ledgers = st.lists(
     days=st.integers(1, 5),
     now=st.integers(-300, 400),
 )
-def test_skipping_the_stays_before_the_window_changes_nothing(items, start, days, now):
+def test_the_one_walk_in_microseconds_gives_what_replaying_every_stay_gives(items, start, days, now):
     window = Window(h(start), h(start + 24 * days))
     samples = {index: h(start + 24 * index) for index in range(1, days + 1) if start + 24 * index <= now}
     assert bottlenecks(items, window, samples, h(now)) == bottlenecks_replaying_every_stay(

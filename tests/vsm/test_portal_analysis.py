@@ -288,6 +288,39 @@ def test_a_partners_bottlenecks_come_from_its_scope(world):
     assert "your organisation&#x27;s scope" in html or "your organisation's scope" in html
 
 
+def test_the_bottlenecks_are_computed_once_per_reach_and_data_version(world, monkeypatch):
+    from django.core.cache import cache
+
+    from metrics import selectors as metrics_selectors
+    from metrics.services import rollups_refresh_after_sync
+
+    cache.clear()
+    computed, compute = [], metrics_selectors.bottlenecks
+    monkeypatch.setattr(
+        metrics_selectors,
+        "bottlenecks",
+        lambda user, *args, **kwargs: computed.append(user) or compute(user, *args, **kwargs),
+    )
+    first = client_for(world.owner).get(page_url("bottlenecks", **WINDOW))
+    again = client_for(world.owner).get(page_url("bottlenecks", **WINDOW))
+    csv_lines = read_csv(
+        client_for(world.owner).get(reverse("portal:bottlenecks-csv", args=["granted", "states"]), WINDOW)
+    )
+    assert computed == [world.owner]
+    assert again.context["tables"] == first.context["tables"]
+    assert [line[0] for line in csv_lines[1:]] == [
+        row["cells"][0] for row in first.context["tables"]["states"]["rows"]
+    ]
+    client_for(world.partner_user).get(page_url("bottlenecks", **WINDOW))
+    assert computed == [world.owner, world.partner_user]  # a partner's scope: an entry of its own
+    start = BASE_TIME + timedelta(days=10)
+    item = flow_item(world.product, (start, FlowState.WAITING), connection=world.internal_conn, key="G-NEW")
+    rollups_refresh_after_sync([item.pk], now=BASE_TIME + timedelta(days=120))
+    client_for(world.owner).get(page_url("bottlenecks", **WINDOW))
+    assert computed == [world.owner, world.partner_user, world.owner]
+    cache.clear()
+
+
 # --- item flow analyzer --------------------------------------------------------------------------------
 
 

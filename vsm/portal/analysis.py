@@ -116,7 +116,14 @@ def _bottleneck_context(request, slug: str) -> dict:
     product = metrics_selectors.product_get_visible(request.user, slug)
     form = WindowForm(request.GET, user=request.user, product=product)
     window = form.window()
-    result = metrics_selectors.bottlenecks(request.user, product, window, max_items=BOTTLENECK_ITEMS)
+    # Replaying every ledger of the window takes seconds on a large product: cached like the dashboard.
+    result = metrics_selectors.cached_per_reach(
+        request.user,
+        product,
+        "bottlenecks",
+        {**_window_query(window), "max_items": BOTTLENECK_ITEMS},
+        lambda: metrics_selectors.bottlenecks(request.user, product, window, max_items=BOTTLENECK_ITEMS),
+    )
     tables = {
         "states": {
             "caption": "Flow states, ranked by the time items spent there in the window",
