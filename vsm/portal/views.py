@@ -14,6 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
@@ -160,8 +161,8 @@ def _flow_url(product, window, **params) -> str:
 
 def _flow_context(request, slug: str, scatter_limit: int | None, *, cached: bool = False) -> dict:
     """The product (404 when out of reach), the filters with their messages, and the figures (metrics,
-    tables, charts; `cached`: from metrics_selectors.cached_per_reach); the scatter shows the latest
-    `scatter_limit` done items (None: all of them)."""
+    tables, charts; `cached`: from metrics_selectors.cached_per_reach, with the charts' HTML); the
+    scatter shows the latest `scatter_limit` done items (None: all of them)."""
     product = metrics_selectors.product_get_visible(request.user, slug)
     form = FlowFilterForm(request.GET, user=request.user, product=product)
     window, bucket, flow_type = form.window(), form.chosen_bucket(), form.flow_type()
@@ -173,9 +174,20 @@ def _flow_context(request, slug: str, scatter_limit: int | None, *, cached: bool
     def compute() -> dict:
         return _flow_figures(request.user, product, window, bucket, flow_type, scatter_limit)
 
+    def compute_with_html() -> dict:
+        # Rendering the tables behind the charts takes longer than reading the figures: cached with them.
+        figures = compute()
+        context = {**figures, "product": product, "bucket": bucket, "flow_type": flow_type}
+        figures["figures_html"] = render_to_string(
+            "portal/_flow_figures.html", {**context, "query": urlencode(query)}
+        )
+        return figures
+
     if cached:
         params = {**query, "scatter_limit": scatter_limit}
-        figures = metrics_selectors.cached_per_reach(request.user, product, "flow", params, compute)
+        figures = metrics_selectors.cached_per_reach(
+            request.user, product, "flow-page", params, compute_with_html
+        )
     else:
         figures = compute()
     return {
