@@ -42,6 +42,6 @@ def chromium_browser(_require_services, django_db_setup, monkeypatch):
 def chromium_page(chromium_browser):
     context = chromium_browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(30_000)  # generous: the suite runs beside other work on two cores
     yield page
     context.close()

@@ -40,7 +40,7 @@ def fake_tools(log_path):
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            wait_until(lambda: _answers(base), timeout=30, process=process, log_path=log_path)
+            wait_until(lambda: _answers(base), timeout=60, process=process, log_path=log_path)
             yield base
         finally:
             process.terminate()

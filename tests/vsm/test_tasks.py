@@ -73,7 +73,7 @@ def test_beat_starts_with_the_database_scheduler(tmp_path):
                 "DatabaseScheduler: Schedule changed" in log_path.read_text(errors="replace")
                 or "Writing entries" in log_path.read_text(errors="replace")
             ),
-            timeout=30,
+            timeout=90,  # starting takes seconds alone, 20 s and more beside a busy test run
             process=process,
             log_path=log_path,
         )
