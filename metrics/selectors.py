@@ -794,7 +794,9 @@ def flow_forecast(
 # 2. the product's built_in, released_in and deployed_in links, with the commits at their sources;
 # 3. the incidents and defects (not canceled) created from the window's start to its end plus the
 #    failure window (blamed on a deployment in the window, or failing inside it);
-# 4. the links of those incidents and defects, but for the repair kinds.
+# 4. the links of those incidents and defects, but for the repair kinds (one more query per CHUNK_SIZE
+#    of them).
+# The links are _visible_links (their ends tested row by row; see ArtifactLinkQuerySet.between).
 # Every deployment and pipeline link of the product is read, whatever the window: "first deployment that
 # contains a commit" and "next succeeded deployment" look before and after it.
 
@@ -869,7 +871,7 @@ def dora_metrics(
         deployments.append(deployment)
     production = calculators.production_deployments(deployments, pattern)
 
-    links = ArtifactLink.objects.visible_to(user).filter(
+    links = _visible_links(user).filter(
         kind__in=sorted(calculators.DORA_PIPELINE_LINK_KINDS),
         source__product=product,
         source__deleted_at__isnull=True,
@@ -893,15 +895,10 @@ def dora_metrics(
     ).exclude(flow_state=CANCELED)
     failure_rows = list(failures.values_list("id", "key", "artifact_model__slug", "created_at", "done_at"))
     linked: dict[int, set[str]] = defaultdict(set)
-    if failure_rows:
-        ids = failures.values("pk")
-        failure_links = (
-            ArtifactLink.objects.visible_to(user)
-            .filter(Q(source__in=ids) | Q(target__in=ids))
-            .exclude(kind__in=sorted(calculators.DORA_REPAIR_LINK_KINDS))
-            .values_list("source_id", "target_id")
-        )
-        for source, target in failure_links:
+    not_repair = ~Q(kind__in=sorted(calculators.DORA_REPAIR_LINK_KINDS))
+    for chunk in _id_chunks([row[0] for row in failure_rows]):
+        ends = [("source", not_repair, chunk), ("target", not_repair, chunk)]
+        for _, source, target, _ in _links_by_end(_visible_links(user), ends):
             linked[source].add(str(target))
             linked[target].add(str(source))
     incidents = []
@@ -1064,13 +1061,8 @@ def _id_chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
 
 
 def _visible_links(user):
-    """The links between two visible, not deleted artifacts. The same set as ArtifactLink's visible_to, the
-    ends tested row by row (EXISTS) so that a walk's IN list of ids drives the query: given `source_id IN
-    (visible ids)`, SQLite loops over every visible artifact instead."""
-    ends = Artifact.objects.visible_to(user).filter(deleted_at__isnull=True)
-    return ArtifactLink.objects.filter(
-        Exists(ends.filter(pk=OuterRef("source_id"))), Exists(ends.filter(pk=OuterRef("target_id")))
-    )
+    """The visible links (ArtifactLink's visible_to) between two artifacts that are not deleted."""
+    return ArtifactLink.objects.between(Artifact.objects.visible_to(user).filter(deleted_at__isnull=True))
 
 
 def _links_by_end(links, branches: Sequence[tuple[str, Q, Collection[int]]]):
