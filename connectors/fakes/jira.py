@@ -515,6 +515,11 @@ class FakeJira(FakeApp):
         self.default_user = self.add_user(DEMO_EMAIL, DEMO_TOKEN, display_name="VSM Demo")
         self._build_routes()
 
+    @locked
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore(state)
+        self._build_routes()  # the flavour's API, not the constructor's default
+
     @property
     def cloud(self) -> bool:
         return self.flavour == "cloud"

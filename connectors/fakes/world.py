@@ -1570,7 +1570,6 @@ def world_load(path: Path, now: Callable[[], datetime] | None = None) -> dict[st
     fakes = {}
     for name, (kind, attributes) in state.items():
         fake = kind(now=now)
-        with fake.lock:
-            vars(fake).update(pickle.loads(attributes))  # noqa: S301 (as above)
+        fake.restore(pickle.loads(attributes))  # noqa: S301 (as above)
         fakes[name] = fake
     return fakes

@@ -313,6 +313,12 @@ class FakeApp(ABC):
         self.faults = PendingFaults()
         self.now = self._configured_now
 
+    @locked
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back the tool state connectors.fakes.world.world_save kept; a subclass whose routes depend
+        on that state builds them again."""
+        vars(self).update(state)
+
     def stats(self) -> dict[str, Any]:
         return {"requests": dict(self.requests), "writes": len(self.writes), "faults": asdict(self.faults)}
 

@@ -4,6 +4,7 @@ import random
 from collections import Counter
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from connectors.fakes.world import (
@@ -100,6 +101,21 @@ def test_saved_state_loads_back_byte_identical(world, tmp_path):
     assert world_dump(loaded) == world_dump(world.fakes)
     # The reloaded fakes still work: their routes and counters are fresh.
     assert loaded["jira"].issues and loaded["github"].requests == Counter()
+
+
+def test_a_reloaded_fake_speaks_its_own_flavour_of_the_api(world, tmp_path):
+    """The partner's Jira is Data Center: reloaded, it still answers its /rest/api/2/search (Cloud's
+    answers 410 Gone), so a restarted demo keeps syncing the partner's scope."""
+    path = tmp_path / "world.pickle"
+    world_save(world.fakes, path)
+    partner_jira = world_load(path)["jira-acme"]
+    token = partner_jira.credentials()["personal_access_token"]
+    with httpx.Client(transport=httpx.WSGITransport(app=partner_jira), base_url="http://fake") as client:
+        answer = client.get(
+            "/rest/api/2/search", params={"jql": "order by key"}, headers={"Authorization": f"Bearer {token}"}
+        )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["total"] == len(world.fakes["jira-acme"].issues) > 0
 
 
 def test_ticks_move_work_deterministically():
