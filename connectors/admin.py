@@ -17,7 +17,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.forms.models import BaseInlineFormSet
@@ -67,18 +66,13 @@ from connectors.models import (
     WebhookDelivery,
 )
 from vsm.admin import HoldsArtifactsAdmin, ReadOnlyTabularInline
+from vsm.celery import enqueue_on_commit
 
 PREVIEW_SIZE = 20
 RECENT_RUNS = 20
 MESSAGE_PREVIEW_CHARS = 120
 TOOL_ERRORS = (ConnectorError, RegistryError)
 CSV_ERRORS_SHOWN = 1000
-
-
-def enqueue_on_commit(task, *args) -> None:
-    # robust: a broker that is down (or an in-process task that fails) must not turn into a 500 here;
-    # the failure is logged, and a sync records its own failed run.
-    transaction.on_commit(partial(task.delay, *args), robust=True)
 
 
 def webhook_path(connection: ToolConnection) -> str:

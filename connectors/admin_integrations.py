@@ -15,7 +15,6 @@ from connectors.admin import (
     ReadOnlyAdmin,
     changelist_url,
     count_of,
-    enqueue_on_commit,
     names_of,
     when,
 )
@@ -33,6 +32,7 @@ from connectors.models import (
     SyncTrigger,
 )
 from vsm.admin import ReadOnlyTabularInline
+from vsm.celery import enqueue_on_commit
 
 SHOWN_PAIRS = 50
 RECENT_RUNS = 20

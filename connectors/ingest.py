@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.db import models, transaction
 from django.db.models import F, Q
@@ -39,6 +38,7 @@ from connectors.models import (
 )
 from connectors.selectors import connector_instance, load_mapping_set
 from metrics.tasks import rollups_refresh_task
+from vsm.celery import enqueue_on_commit
 from vsm.choices import LinkOrigin
 from vsm.db import bulk_insert, bulk_upsert
 from vsm.models import Artifact, ArtifactLink, StateTransition
@@ -249,7 +249,7 @@ def refresh_rollups_on_commit(artifact_ids: list[int]) -> None:
     `robust`: a broker that is down must not fail the sync; the next refresh or rebuild catches up.
     """
     if artifact_ids:
-        transaction.on_commit(partial(rollups_refresh_task.delay, artifact_ids), robust=True)
+        enqueue_on_commit(rollups_refresh_task, artifact_ids)
 
 
 def propagate_on_commit(
@@ -269,10 +269,7 @@ def propagate_on_commit(
         from connectors.tasks import integration_run_task
 
         for integration_id in integration_ids:
-            transaction.on_commit(
-                partial(integration_run_task.delay, integration_id, artifact_ids, trigger),
-                robust=True,
-            )
+            enqueue_on_commit(integration_run_task, integration_id, artifact_ids, trigger)
 
 
 def scope_spec_for(scope: Scope, mappings: MappingSet) -> ScopeSpec:

@@ -28,7 +28,6 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -36,6 +35,7 @@ from django.utils import timezone
 from connectors.base import WEBHOOK_CREDENTIAL, Connector, Feature, RegistryError, connector_for
 from connectors.models import ToolConnection, WebhookDelivery
 from connectors.tasks import webhook_delivery_task
+from vsm.celery import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def webhook_delivery_receive(
         )
         if not created:
             return WebhookAnswer(200, "this delivery was received before", delivery)
-        transaction.on_commit(partial(webhook_delivery_task.delay, delivery.pk), robust=True)
+        enqueue_on_commit(webhook_delivery_task, delivery.pk)
     logger.info(
         "webhook %s for connection %s: %s, %d item(s) queued",
         delivery.pk,

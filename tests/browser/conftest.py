@@ -6,6 +6,9 @@ transactional tests before the other database tests, whose migration data the fl
 """
 
 import pytest
+from django.conf import settings
+from django.core.servers.basehttp import WSGIServer
+from django.test.testcases import LiveServerThread
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -15,6 +18,25 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
+
+
+class _OneRequestAtATimeServer(WSGIServer):
+    """The live server on SQLite. Its test database lives in memory, so the server's threads all share the
+    test's one connection, and two requests at once on it can hang both (seen: two dashboard queries
+    waiting on each other for good). One request at a time; pages still load whole."""
+
+    def __init__(self, *args, connections_override=None, **kwargs):
+        super().__init__(*args, **kwargs)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _live_server_fit_for_the_database():
+    if not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        yield  # PostgreSQL: each request thread opens its own connection
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LiveServerThread, "server_class", _OneRequestAtATimeServer)
+        yield
 
 
 @pytest.fixture

@@ -78,3 +78,24 @@ def test_beat_starts_with_the_database_scheduler(tmp_path):
             log_path=log_path,
         )
     assert "django_celery_beat.schedulers.DatabaseScheduler" in log_path.read_text()
+
+
+class _BrokerDown:
+    """A task whose broker cannot be reached."""
+
+    name = "connectors.tasks.scope_sync_task"
+
+    def delay(self, *args):
+        raise ConnectionError("the broker is unreachable")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_that_cannot_be_sent_on_commit_is_logged_and_never_fails_the_caller(caplog):
+    from django.db import transaction
+
+    from vsm.celery import enqueue_on_commit
+
+    with transaction.atomic():
+        enqueue_on_commit(_BrokerDown(), 7)
+    assert "Error calling connectors.tasks.scope_sync_task.delay in on_commit()" in caplog.text
+    assert "the broker is unreachable" in caplog.text
