@@ -133,6 +133,7 @@ def main() -> None:
         ("linking (relink of every connection)", report.linking),
         ("propagation (integrations)", report.propagation),
         ("metrics (rollup rebuild)", report.metrics),
+        ("planner statistics (ANALYZE)", report.statistics),
         ("portal serving its login page", served - loaded),
         ("total: empty database to portal served", served - started),
     ]

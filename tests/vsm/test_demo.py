@@ -76,6 +76,18 @@ def linked(source: str, target: str, kind: str) -> bool:
     return ArtifactLink.objects.filter(source__key=source, target__key=target, kind=kind).exists()
 
 
+def planner_statistics_rows(table: str) -> int:
+    from django.db import connection
+
+    query = {
+        "sqlite": "SELECT count(*) FROM sqlite_stat1 WHERE tbl = %s",
+        "postgresql": "SELECT count(*) FROM pg_stats WHERE tablename = %s",
+    }[connection.vendor]
+    with connection.cursor() as cursor:
+        cursor.execute(query, [table])
+        return cursor.fetchone()[0]
+
+
 def admin():
     return get_user_model().objects.get(username="admin")
 
@@ -102,6 +114,9 @@ def test_every_item_becomes_one_artifact_and_every_chain_is_linked(client):
     # The partner's stories hang under the client's epics, across the two Jira sites.
     partner_story = Artifact.objects.filter(connection__partner__isnull=False, artifact_model__slug="story")
     assert ArtifactLink.objects.filter(source__in=partner_story, kind=LinkKind.CHILD_OF).exists()
+
+    # The planner has statistics for the loaded world (without them a link walk ran for minutes).
+    assert planner_statistics_rows("vsm_artifactlink") > 0
 
     # Every demo login reaches the portal and sees products with data; the partner only its own.
     for login in DEMO_LOGINS:
