@@ -1,6 +1,6 @@
 import pytest
-from rest_framework.test import APIClient
 
+from tests.clients import api_client_for as client_for
 from tests.factories import (
     ArtifactFactory,
     PartnerFactory,
@@ -13,12 +13,6 @@ from tests.factories import (
 SECRET = "tok-SECRET-123"
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def test_connections_list_their_health_and_never_their_credentials():

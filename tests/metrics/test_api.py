@@ -13,6 +13,7 @@ from metrics.calculators import daily_throughput, monte_carlo_when
 from metrics.models import DailyLoadRollup, ItemFlowRollup
 from metrics.selectors import FORECAST_SEED, FORECAST_TRIALS, DayWindow, load_by_type_id
 from metrics.services import product_rollups_rebuild
+from tests.clients import api_client_for as client_for
 from tests.factories import (
     ArtifactLinkFactory,
     PartnerFactory,
@@ -100,12 +101,6 @@ def world():
     for product in (w.shop, w.other):
         product_rollups_rebuild(product)
     return w
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def get_ok(client, url, params=None):

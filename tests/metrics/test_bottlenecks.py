@@ -16,6 +16,7 @@ from metrics import calculators
 from metrics.calculators import StatusLedger, StatusTransition, Window, bottlenecks, status_intervals
 from metrics.selectors import DayWindow
 from metrics.selectors import bottlenecks as bottlenecks_of
+from tests.clients import api_client_for as client_for
 from tests.factories import (
     ArtifactFactory,
     ArtifactLinkFactory,
@@ -211,12 +212,6 @@ def world():
 pytestmark = pytest.mark.django_db
 
 PARAMS = {"product": "shop", "window_start": "2026-03-02", "window_end": "2026-03-05"}
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def get_ok(user, **params):

@@ -29,6 +29,7 @@ from metrics.calculators import (
     production_deployments,
 )
 from metrics.selectors import DayWindow, dora_metrics
+from tests.clients import api_client_for as client_for
 from tests.factories import (
     ArtifactFactory,
     ArtifactLinkFactory,
@@ -422,12 +423,6 @@ def world(db):
     w.other_partner_user = PartnerMembershipFactory(partner=w.other_partner, user__username="partner-b").user
     w.outsider = UserFactory(username="outsider")
     return w
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def dora(user, product="shop", **params):

@@ -19,6 +19,7 @@ from metrics.calculators import (
     trace_downstream,
 )
 from metrics.selectors import DayWindow, request_lead_times
+from tests.clients import api_client_for as client_for
 from tests.factories import (
     ArtifactLinkFactory,
     PartnerFactory,
@@ -319,12 +320,6 @@ def world():
     w.other_partner_user = PartnerMembershipFactory(partner=w.other_partner, user__username="partner-b").user
     w.outsider = UserFactory(username="outsider")
     return w
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def lead_times(client, **params):

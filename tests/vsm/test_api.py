@@ -6,6 +6,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tests.clients import api_client_for as client_for
 from tests.factories import (
     SECRET_ACCOUNT,
     SECRET_REVENUE,
@@ -29,12 +30,6 @@ from vsm.models import Artifact
 pytestmark = pytest.mark.django_db
 
 LIST_URLS = ["/api/products/", "/api/teams/", "/api/artifacts/", "/api/links/", "/api/connections/"]
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def get_ok(client, url, params=None):

@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from tests.clients import portal_client_for as client_for
 from tests.factories import (
     BASE_TIME,
     SECRET_ACCOUNT,
@@ -31,12 +32,6 @@ GRANTED_ARTIFACTS = PARTNER_A_ARTIFACTS | {"TWO-HOPS", "INTERNAL", "B-OWN"}
 @pytest.fixture
 def world():
     return build_scope_world()
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def product_url(slug):

@@ -8,10 +8,10 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from metrics.services import product_rollups_rebuild
+from tests.clients import portal_client_for as client_for
 from tests.factories import (
     BASE_TIME,
     ArtifactFactory,
@@ -142,12 +142,6 @@ def world():
 @pytest.fixture
 def crowded_world():
     return build_analysis_world()
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def page_url(name, slug="granted", **params):

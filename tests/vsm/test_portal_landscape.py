@@ -4,9 +4,9 @@ import re
 
 import pytest
 from django.core.cache import cache
-from django.test import Client
 from django.urls import reverse
 
+from tests.clients import portal_client_for as client_for
 from tests.factories import ArtifactLinkFactory, StaffFactory, SyncRunFactory, UserFactory
 from tests.vsm.portal_worlds import FOREIGN_NAMES, build_portal_world
 from vsm.choices import LinkKind
@@ -26,12 +26,6 @@ def _fresh_link_counts():
 @pytest.fixture
 def world():
     return build_portal_world()
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def tools_in_picture(html: str) -> list[str]:

@@ -6,11 +6,11 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from metrics.services import product_rollups_rebuild
+from tests.clients import portal_client_for as client_for
 from tests.factories import (
     ArtifactLinkFactory,
     ProductFactory,
@@ -30,12 +30,6 @@ CSV_URL = reverse("portal:requests-csv")
 @pytest.fixture
 def world():
     return build_portal_world(requests=6)
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def rows_of(html: str) -> dict[str, str]:

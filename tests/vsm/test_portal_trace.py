@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from tests.clients import portal_client_for as client_for
 from tests.factories import ArtifactLinkFactory, StaffFactory, artifact_model, flow_item
 from tests.vsm.portal_worlds import FOREIGN_NAMES, build_portal_world, day
 from vsm.choices import LinkKind
@@ -17,12 +18,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def world():
     return build_portal_world()
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def trace_url(artifact):
