@@ -349,7 +349,8 @@ class _SecondsBetween(Func):
 
 class _EpochMicroseconds(Func):
     """An instant as exact integer microseconds since the Unix epoch: many rows of instants fetched as
-    numbers, turned back into datetimes by _from_epoch_microseconds at a fraction of the driver's cost."""
+    numbers, turned back into datetimes by calculators.from_epoch_microseconds at a fraction of the
+    driver's cost."""
 
     output_field = BigIntegerField()
 
@@ -363,14 +364,6 @@ class _EpochMicroseconds(Func):
     def as_postgresql(self, compiler, connection, **extra_context):
         sql, params = compiler.compile(self.get_source_expressions()[0])
         return f"(EXTRACT(EPOCH FROM {sql}) * 1000000)::bigint", params
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _from_epoch_microseconds(microseconds: int) -> datetime:
-    return _EPOCH + _MICROSECOND * microseconds  # twice as fast as timedelta(microseconds=...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1426,7 +1419,11 @@ def _status_ledgers(items, keys: dict[str, str]) -> Iterator[calculators.StatusL
             _, at, from_state, to_state, from_status, to_status = pending
             ledger.append(
                 calculators.StatusTransition(
-                    _from_epoch_microseconds(at), from_state or None, to_state, from_status, to_status
+                    calculators.from_epoch_microseconds(at),
+                    from_state or None,
+                    to_state,
+                    from_status,
+                    to_status,
                 )
             )
             pending = next(transitions, None)
