@@ -183,6 +183,12 @@ WEBHOOK_SECRET_FIELD = CredentialField(
 )
 
 
+def is_number_text(text: str) -> bool:
+    """Whether text is a whole number in ASCII digits: str.isdigit() alone is true of "²" and "٣", which
+    int() refuses or reads as another number than the tool meant."""
+    return text.isascii() and text.isdigit()
+
+
 def webhook_header(headers: Mapping[str, str], name: str) -> str:
     """A request header by name, ignoring case (Django's request.headers already does; a dict may not)."""
     value = headers.get(name)
@@ -283,7 +289,9 @@ def nest_paths(values: Mapping[str, Any]) -> dict[str, Any]:
         steps = path.split(".")
         container: Any = nested
         for step, following in pairwise(steps):
-            container = _slot(container, step, lambda following=following: [] if following.isdigit() else {})
+            container = _slot(
+                container, step, lambda following=following: [] if is_number_text(following) else {}
+            )
         _slot(container, steps[-1], lambda value=value: value, replace=True)
     return nested
 

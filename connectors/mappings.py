@@ -18,7 +18,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connectors.base import StatusChange, ToolItem, ToolLink
+from connectors.base import StatusChange, ToolItem, ToolLink, is_number_text
 from vsm.choices import FlowState
 from vsm.flow import derive_flow_dates
 
@@ -213,7 +213,7 @@ def resolve_path(data: Any, path: str) -> Any:
         return found
     if isinstance(data, dict):
         current = data.get(part)
-    elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+    elif isinstance(data, list) and is_number_text(part) and int(part) < len(data):
         current = data[int(part)]
     else:
         return None

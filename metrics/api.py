@@ -36,15 +36,16 @@ from metrics.calculators import (
     dora_production_pattern,
 )
 from metrics.models import ItemFlowRollup
-from metrics.selectors import MAX_WINDOW_YEARS, DayWindow, NoHistoryError
+from metrics.selectors import DayWindow, NoHistoryError, WindowError, day_in_range, window_between
 from vsm.choices import FlowState
-from vsm.filters import visible_partners, visible_teams
+from vsm.filters import InstantFilter, visible_partners, visible_teams
 from vsm.models import FlowItemType, Partner, Team
 
 DEFAULT_WINDOW_DAYS = 91  # 13 weeks
 FORECAST_MAX_DAYS_AHEAD = 366
 CSV_CHUNK_SIZE = 2000
 ID_LIMITS = {"min_value": 1, "max_value": 2**63 - 1}
+WINDOW_PARAMETERS = ("window_start", "window_end")
 
 
 # --- CSV -----------------------------------------------------------------------------------------------
@@ -128,23 +129,19 @@ class ScopeQuerySerializer(serializers.Serializer):
         return self.context["request"].user
 
 
-EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(2999, 12, 31)
-
-
-def _checked_window(first, last, first_name: str, last_name: str) -> DayWindow:
-    for name, day in ((first_name, first), (last_name, last)):
-        if not EARLIEST_DAY <= day <= LATEST_DAY:
-            raise serializers.ValidationError(
-                {name: f"{name} {day} is outside {EARLIEST_DAY} to {LATEST_DAY}"}
-            )
-    if last < first:
-        raise serializers.ValidationError({last_name: f"{last_name} {last} is before {first_name} {first}"})
-    window = DayWindow(first, last)
-    if window.is_longer_than_years(MAX_WINDOW_YEARS):
-        raise serializers.ValidationError(
-            {last_name: f"the window from {first} to {last} is longer than {MAX_WINDOW_YEARS} years"}
+def _window(attrs, names: tuple[str, str], default_last: date) -> DayWindow:
+    """The window of days the two named parameters give (defaults filled in), or a 400 naming the
+    parameter at fault."""
+    try:
+        return window_between(
+            attrs.get(names[0]),
+            attrs.get(names[1]),
+            default_last=default_last,
+            default_days=DEFAULT_WINDOW_DAYS,
+            names=names,
         )
-    return window
+    except WindowError as error:
+        raise serializers.ValidationError({error.parameter: str(error)}) from error
 
 
 class FlowQuerySerializer(ScopeQuerySerializer):
@@ -160,9 +157,7 @@ class FlowQuerySerializer(ScopeQuerySerializer):
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
-        last = attrs.get("window_end") or selectors.local_today(attrs["product"])
-        first = attrs.get("window_start") or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
-        attrs["window"] = _checked_window(first, last, "window_start", "window_end")
+        attrs["window"] = _window(attrs, WINDOW_PARAMETERS, selectors.local_today(attrs["product"]))
         return attrs
 
 
@@ -186,7 +181,10 @@ class ForecastQuerySerializer(ScopeQuerySerializer):
         if ("items" in attrs) == ("until" in attrs):
             raise serializers.ValidationError({"detail": "give either items=N or until=YYYY-MM-DD"})
         start = attrs.get("start") or selectors.local_today(attrs["product"])
-        attrs["start"] = start
+        try:
+            attrs["start"] = day_in_range("start", start)
+        except WindowError as error:
+            raise serializers.ValidationError({"start": str(error)}) from error
         if "until" in attrs:
             until = attrs["until"]
             if until < start:
@@ -195,9 +193,7 @@ class ForecastQuerySerializer(ScopeQuerySerializer):
                 raise serializers.ValidationError(
                     {"until": f"until {until} is more than {FORECAST_MAX_DAYS_AHEAD} days after {start}"}
                 )
-        last = attrs.get("history_end") or start - timedelta(days=1)
-        first = attrs.get("history_start") or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
-        attrs["history"] = _checked_window(first, last, "history_start", "history_end")
+        attrs["history"] = _window(attrs, ("history_start", "history_end"), start - timedelta(days=1))
         return attrs
 
 
@@ -338,16 +334,16 @@ class ItemFlowRollupFilterSet(django_filters.FilterSet):
     team = django_filters.ModelChoiceFilter(queryset=visible_teams)
     partner = PartnerScopeFilter(queryset=visible_partners, label="Only this partner's scope (id)")
     # Half-open like the buckets of /flow/: after is included, before is not.
-    done_after = django_filters.IsoDateTimeFilter(
+    done_after = InstantFilter(
         field_name="done_at", lookup_expr="gte", label="Done at or after (ISO 8601)"
     )
-    done_before = django_filters.IsoDateTimeFilter(
+    done_before = InstantFilter(
         field_name="done_at", lookup_expr="lt", label="Done before (ISO 8601, excluded)"
     )
-    started_after = django_filters.IsoDateTimeFilter(
+    started_after = InstantFilter(
         field_name="started_at", lookup_expr="gte", label="Started at or after (ISO 8601)"
     )
-    started_before = django_filters.IsoDateTimeFilter(
+    started_before = InstantFilter(
         field_name="started_at", lookup_expr="lt", label="Started before (ISO 8601, excluded)"
     )
 
@@ -444,9 +440,6 @@ class ForecastViewSet(viewsets.ViewSet):
 
 # --- /api/metrics/dora/ --------------------------------------------------------------------------------
 
-DORA_FIRST_DAY = date(1000, 1, 1)
-DORA_LAST_DAY = date(9000, 12, 31)
-
 
 class DoraQuerySerializer(serializers.Serializer):
     product = serializers.CharField(help_text="Product id or slug.")
@@ -493,18 +486,7 @@ class DoraQuerySerializer(serializers.Serializer):
         return value or None
 
     def validate(self, attrs):
-        last = attrs.get("window_end") or selectors.local_today(attrs["product"])
-        first = attrs.get("window_start") or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
-        # Far from date.min and date.max: the window's instants, buckets and failure window stay in range.
-        if first < DORA_FIRST_DAY:
-            raise serializers.ValidationError(
-                {"window_start": f"window_start must be on or after {DORA_FIRST_DAY}"}
-            )
-        if last > DORA_LAST_DAY:
-            raise serializers.ValidationError(
-                {"window_end": f"window_end must be on or before {DORA_LAST_DAY}"}
-            )
-        attrs["window"] = _checked_window(first, last, "window_start", "window_end")
+        attrs["window"] = _window(attrs, WINDOW_PARAMETERS, selectors.local_today(attrs["product"]))
         return attrs
 
 
@@ -571,9 +553,7 @@ class TraceWindowQuerySerializer(serializers.Serializer):
         return selectors.product_get_visible(self.context["request"].user, value)
 
     def validate(self, attrs):
-        last = attrs.get("window_end") or selectors.local_today(attrs["product"])
-        first = attrs.get("window_start") or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
-        attrs["window"] = _checked_window(first, last, "window_start", "window_end")
+        attrs["window"] = _window(attrs, WINDOW_PARAMETERS, selectors.local_today(attrs["product"]))
         return attrs
 
 

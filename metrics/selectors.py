@@ -107,6 +107,54 @@ class DayWindow:
         return self.last_day >= limit
 
 
+# The days a window may cover: every instant and bucket edge computed from them stays far from the
+# calendar's ends (a default start 90 days before 0001-01-01 would overflow).
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(2999, 12, 31)
+
+
+class WindowError(ValueError):
+    """A window of days that cannot be used; `parameter` names the query parameter to blame."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def day_in_range(parameter: str, day: date) -> date:
+    """The day, when it lies within EARLIEST_DAY to LATEST_DAY (else WindowError): checked before any
+    arithmetic on it."""
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise WindowError(parameter, f"{parameter} {day} is outside {EARLIEST_DAY} to {LATEST_DAY}")
+    return day
+
+
+def window_between(
+    first: date | None,
+    last: date | None,
+    *,
+    default_last: date,
+    default_days: int,
+    names: tuple[str, str] = ("window_start", "window_end"),
+) -> DayWindow:
+    """The window from `first` to `last` (both local days, included), each given day checked first; a
+    missing last is `default_last`, a missing first `default_days` - 1 days before the last. WindowError
+    names the parameter: a day outside EARLIEST_DAY to LATEST_DAY, an end before the start, a window longer
+    than MAX_WINDOW_YEARS."""
+    first_name, last_name = names
+    if first is not None:
+        day_in_range(first_name, first)
+    last = day_in_range(last_name, last if last is not None else default_last)
+    first = day_in_range(first_name, first if first is not None else last - timedelta(days=default_days - 1))
+    if last < first:
+        raise WindowError(last_name, f"{last_name} {last} is before {first_name} {first}")
+    window = DayWindow(first, last)
+    if window.is_longer_than_years(MAX_WINDOW_YEARS):
+        raise WindowError(
+            last_name, f"the window from {first} to {last} is longer than {MAX_WINDOW_YEARS} years"
+        )
+    return window
+
+
 def local_midnight(day: date, zone: ZoneInfo) -> datetime:
     """The start of a local day, as an aware datetime in the zone (correct across DST gaps)."""
     return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC).astimezone(zone)
@@ -133,7 +181,8 @@ def product_get_visible(user, id_or_slug: str) -> Product:
     products = Product.objects.visible_to(user)
     value = str(id_or_slug).strip()
     product = None
-    if value.isdigit() and len(value) < 19:
+    # ASCII digits only: str.isdigit() is true of "²", which int() refuses.
+    if value.isascii() and value.isdigit() and len(value) < 19:
         product = products.filter(pk=int(value)).first()
     if product is None:
         product = products.filter(slug=value).first()

@@ -1,8 +1,11 @@
 """One FilterSet per model, shared by the portal and the API."""
 
+from datetime import UTC
+
 import django_filters
 from django import forms
 from django.db.models import Q
+from django_filters.fields import IsoDateTimeField
 
 from connectors.models import ToolConnection
 from vsm.choices import FlowState, LinkKind, LinkOrigin
@@ -45,6 +48,35 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
+class InstantField(IsoDateTimeField):
+    """An ISO 8601 date and time (an offset, or UTC when none), as an aware datetime in UTC.
+
+    Refused with a message: an instant whose UTC time is outside the years 1 to 9999, which Python and
+    the database cannot hold (9999-12-31T23:59:59-23:59 falls in the year 10000).
+    """
+
+    default_error_messages = {
+        "invalid": "Enter an ISO 8601 date and time, such as 2026-03-01T09:30:00Z or "
+        "2026-03-01T10:30:00+01:00.",
+        "out_of_range": "%(value)s is outside the years 1 to 9999 in UTC.",
+    }
+
+    def to_python(self, value):
+        instant = super().to_python(value)
+        if instant is None:
+            return None
+        try:
+            return instant.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError(
+                self.error_messages["out_of_range"], code="out_of_range", params={"value": str(value).strip()}
+            ) from None
+
+
+class InstantFilter(django_filters.IsoDateTimeFilter):
+    field_class = InstantField
+
+
 class ProductFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Name contains")
 
@@ -80,10 +112,10 @@ class ArtifactFilterSet(django_filters.FilterSet):
     )
     flow_state = django_filters.MultipleChoiceFilter(choices=FlowState.choices)
     # Two named filters rather than one range filter, so an error names the parameter that was sent.
-    updated_after = django_filters.IsoDateTimeFilter(
+    updated_after = InstantFilter(
         field_name="updated_at", lookup_expr="gte", label="Updated at or after (ISO 8601)"
     )
-    updated_before = django_filters.IsoDateTimeFilter(
+    updated_before = InstantFilter(
         field_name="updated_at", lookup_expr="lte", label="Updated at or before (ISO 8601)"
     )
     q = django_filters.CharFilter(method="search", label="Key or title contains")
@@ -125,12 +157,8 @@ class ArtifactLinkFilterSet(django_filters.FilterSet):
 
 
 class StateTransitionFilterSet(django_filters.FilterSet):
-    at_after = django_filters.IsoDateTimeFilter(
-        field_name="at", lookup_expr="gte", label="At or after (ISO 8601)"
-    )
-    at_before = django_filters.IsoDateTimeFilter(
-        field_name="at", lookup_expr="lte", label="At or before (ISO 8601)"
-    )
+    at_after = InstantFilter(field_name="at", lookup_expr="gte", label="At or after (ISO 8601)")
+    at_before = InstantFilter(field_name="at", lookup_expr="lte", label="At or before (ISO 8601)")
     to_state = django_filters.MultipleChoiceFilter(choices=FlowState.choices)
 
     class Meta:

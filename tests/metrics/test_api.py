@@ -498,3 +498,85 @@ def test_the_schema_documents_the_metrics_endpoints(world):
     assert {"product", "window_start", "window_end", "bucket", "type", "team"} <= flow_params
     item_params = {p["name"] for p in paths["/api/metrics/items/"]["get"]["parameters"]}
     assert {"product", "type", "state", "done_after", "done_before", "ordering", "page"} <= item_params
+
+
+METRICS_ENDPOINTS = {
+    "flow": {},
+    "items": {},
+    "forecast": {"items": 3},
+    "dora": {},
+    "lead-time": {},
+    "bottlenecks": {},
+}
+
+
+@pytest.mark.parametrize("endpoint", list(METRICS_ENDPOINTS))
+@pytest.mark.parametrize("product", ["²", "٣", "１２", "¹⁰"])
+def test_a_product_in_unicode_digits_is_a_404_not_a_crash(world, endpoint, product):
+    # str.isdigit() is true of each; int() refuses the superscripts and reads the others as numbers.
+    params = {"product": product, **METRICS_ENDPOINTS[endpoint]}
+    response = client_for(world.owner).get(f"/api/metrics/{endpoint}/", params)
+    assert response.status_code == 404, response.content
+    assert "no product" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("endpoint", ["flow", "dora", "lead-time", "bottlenecks"])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"window_end": "0001-01-01"}, "window_end"),
+        ({"window_start": "0001-01-01"}, "window_start"),
+        ({"window_end": "9999-12-31"}, "window_end"),
+        ({"window_start": "9999-12-31", "window_end": "9999-12-31"}, "window_start"),
+        # The default start (90 days before) falls before the first day allowed.
+        ({"window_end": "1970-01-05"}, "window_start"),
+    ],
+)
+def test_windows_at_the_edges_of_the_calendar_are_a_400_naming_the_day(world, endpoint, params, field):
+    response = client_for(world.owner).get(f"/api/metrics/{endpoint}/", {"product": "shop", **params})
+    assert response.status_code == 400, response.content
+    assert "is outside 1970-01-01 to 2999-12-31" in str(response.json()[field])
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"history_end": "0001-01-01"}, "history_end"),
+        ({"history_start": "0001-01-01"}, "history_start"),
+        ({"start": "0001-01-01"}, "start"),
+        ({"start": "9999-12-31"}, "start"),
+        ({"start": "1970-01-01"}, "history_end"),  # the day before the start
+    ],
+)
+def test_forecast_days_at_the_edges_of_the_calendar_are_a_400(world, params, field):
+    response = client_for(world.owner).get(
+        "/api/metrics/forecast/", {"product": "shop", "items": 3, **params}
+    )
+    assert response.status_code == 400, response.content
+    assert "is outside 1970-01-01 to 2999-12-31" in str(response.json()[field])
+
+
+EXTREME_INSTANTS = ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00+23:59"]
+
+
+@pytest.mark.parametrize("value", EXTREME_INSTANTS)
+@pytest.mark.parametrize(
+    ("url", "parameter"),
+    [
+        ("/api/metrics/items/", "done_after"),
+        ("/api/metrics/items/", "done_before"),
+        ("/api/metrics/items/", "started_after"),
+        ("/api/metrics/items/", "started_before"),
+        ("/api/artifacts/", "updated_after"),
+        ("/api/artifacts/", "updated_before"),
+        ("/api/artifacts/{artifact}/transitions/", "at_after"),
+        ("/api/artifacts/{artifact}/transitions/", "at_before"),
+    ],
+)
+def test_instants_beyond_the_years_utc_can_hold_are_a_400(world, url, parameter, value):
+    artifact = world.shop.artifacts.first()
+    response = client_for(world.owner).get(
+        url.format(artifact=artifact.pk), {"product": "shop", parameter: value}
+    )
+    assert response.status_code == 400, response.content
+    assert "is outside the years 1 to 9999 in UTC" in str(response.json()[parameter])

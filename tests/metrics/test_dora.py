@@ -632,8 +632,9 @@ def test_products_out_of_reach_answer_404(world):
         ({"failure_window_days": "366"}, "failure_window_days", "at most 365"),
         ({"failure_window_days": "1e9"}, "failure_window_days", "valid integer"),
         ({"failure_window_days": "seven"}, "failure_window_days", "valid integer"),
-        ({"window_start": "9999-12-25", "window_end": "9999-12-31"}, "window_end", "9000-12-31"),
-        ({"window_start": "0001-01-01", "window_end": "0001-01-10"}, "window_start", "1000-01-01"),
+        ({"window_start": "9999-12-25", "window_end": "9999-12-31"}, "window_start", "is outside 1970-01-01"),
+        ({"window_start": "0001-01-01", "window_end": "0001-01-10"}, "window_start", "is outside 1970-01-01"),
+        ({"window_end": "0001-01-01"}, "window_end", "is outside 1970-01-01"),
     ],
 )
 def test_bad_dora_input_is_a_400_with_a_message(world, params, field, message):

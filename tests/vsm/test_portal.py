@@ -424,6 +424,55 @@ def test_bad_items_filters_show_a_message_not_a_500(flow_world, params):
     assert response.status_code == 200
 
 
+WINDOW_PAGES = [
+    ("portal:home", []),
+    ("portal:summary", ["granted"]),
+    ("portal:flow", ["granted"]),
+    ("portal:flow-csv", ["granted", "velocity"]),
+    ("portal:bottlenecks", ["granted"]),
+    ("portal:bottlenecks-csv", ["granted", "states"]),
+    ("portal:dora", ["granted"]),
+    ("portal:dora-csv", ["granted", "frequency"]),
+]
+
+
+@pytest.mark.parametrize(("name", "args"), WINDOW_PAGES)
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"window_end": "0001-01-01"},
+        {"window_start": "0001-01-01"},
+        {"window_start": "9999-12-31", "window_end": "9999-12-31"},
+        {"window_end": "1970-01-05"},
+    ],
+)
+def test_windows_at_the_edges_of_the_calendar_show_a_message(flow_world, name, args, params):
+    response = client_for(flow_world.owner).get(reverse(name, args=args), params)
+    assert response.status_code == 200
+    # The page says why it shows the default window; a CSV (and the overview's row, loaded by the overview
+    # page that says it) has the default window's rows, as after any refused filter.
+    if not name.endswith(("-csv", "summary")):
+        assert "is outside 1970-01-01 to 2999-12-31" in response.content.decode()
+
+
+@pytest.mark.parametrize("params", [{"history_end": "0001-01-01"}, {"history_start": "0001-01-01"}])
+@pytest.mark.parametrize("page", ["portal:forecast", "portal:forecast-csv"])
+def test_forecast_history_at_the_edges_of_the_calendar_shows_a_message(flow_world, page, params):
+    args = ["granted"] if page == "portal:forecast" else ["granted", "history"]
+    response = client_for(flow_world.owner).get(reverse(page, args=args), params)
+    assert response.status_code == 200
+    if page == "portal:forecast":
+        assert "is outside 1970-01-01 to 2999-12-31" in response.content.decode()
+
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+14:00"])
+@pytest.mark.parametrize("parameter", ["done_after", "done_before"])
+def test_instants_beyond_the_years_utc_can_hold_show_a_message(flow_world, parameter, value):
+    response = client_for(flow_world.owner).get(reverse("portal:items", args=["granted"]), {parameter: value})
+    assert response.status_code == 200
+    assert "is outside the years 1 to 9999 in UTC" in response.content.decode()
+
+
 @pytest.mark.parametrize("role", ["staff", "owner", "partner_user"])
 def test_the_flow_pages_stay_under_20_queries(flow_world, role, django_assert_max_num_queries):
     client = client_for(getattr(flow_world, role))

@@ -4,19 +4,25 @@ Bad input never raises: the form collects a message for the page and falls back 
 same limits as the metrics API (metrics.api).
 """
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from django import forms
-from django.utils.dateparse import parse_datetime
 
-from metrics.api import DEFAULT_WINDOW_DAYS, EARLIEST_DAY, FORECAST_MAX_DAYS_AHEAD, LATEST_DAY
+from metrics.api import DEFAULT_WINDOW_DAYS, FORECAST_MAX_DAYS_AHEAD
 from metrics.calculators import (
     DORA_DEFAULT_FAILURE_WINDOW_DAYS,
     DORA_MAX_PATTERN_LENGTH,
     Bucket,
     dora_production_pattern,
 )
-from metrics.selectors import DORA_MAX_FAILURE_WINDOW_DAYS, MAX_WINDOW_YEARS, DayWindow, local_today
+from metrics.selectors import (
+    DORA_MAX_FAILURE_WINDOW_DAYS,
+    DayWindow,
+    WindowError,
+    local_today,
+    window_between,
+)
+from vsm.filters import InstantField
 from vsm.models import FlowItemType
 
 BUCKET_CHOICES = [(bucket.value, bucket.value.capitalize()) for bucket in Bucket]
@@ -48,9 +54,9 @@ class WindowForm(FilterForm):
 
     def clean(self):
         cleaned = super().clean()
-        last = cleaned.get("window_end") or self.today
-        first = cleaned.get("window_start") or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
-        cleaned["window"] = checked_window(first, last)
+        window = checked_window(self, cleaned, ("window_start", "window_end"), self.today)
+        if window is not None:
+            cleaned["window"] = window
         return cleaned
 
     def window(self) -> DayWindow:
@@ -59,19 +65,22 @@ class WindowForm(FilterForm):
         return self.cleaned_data.get("window") or default_window(self.today)
 
 
-def checked_window(first: date, last: date) -> DayWindow:
-    """The window of days from first to last, within the metrics API's limits (else ValidationError)."""
-    for day in (first, last):
-        if not EARLIEST_DAY <= day <= LATEST_DAY:
-            raise forms.ValidationError(f"{day} is outside {EARLIEST_DAY} to {LATEST_DAY}.")
-    if last < first:
-        raise forms.ValidationError(f"The window ends ({last}) before it starts ({first}).")
-    window = DayWindow(first, last)
-    if window.is_longer_than_years(MAX_WINDOW_YEARS):
-        raise forms.ValidationError(
-            f"The window from {first} to {last} is longer than {MAX_WINDOW_YEARS} years."
+def checked_window(form: forms.Form, cleaned: dict, names: tuple[str, str], default_last: date):
+    """The window of days the two named fields give (metrics' limits and defaults), or None with the
+    error added to the field at fault."""
+    if any(name in form.errors for name in names):
+        return None
+    try:
+        return window_between(
+            cleaned.get(names[0]),
+            cleaned.get(names[1]),
+            default_last=default_last,
+            default_days=DEFAULT_WINDOW_DAYS,
+            names=names,
         )
-    return window
+    except WindowError as error:
+        form.add_error(error.parameter, str(error))
+        return None
 
 
 def default_window(today: date) -> DayWindow:
@@ -134,35 +143,15 @@ class FlowFilterForm(FlowTypeFilter, BucketFilter, WindowForm):
         self.add_type_choices(user)
 
 
-class DoneItemsForm(forms.Form):
+class DoneItemsForm(FilterForm):
     """The drill-down filters: a half-open range of done instants (ISO 8601), a type, and a half-open
     range of flow time in seconds (a histogram bar's [lower, upper))."""
 
-    done_after = forms.CharField(required=False, max_length=64)
-    done_before = forms.CharField(required=False, max_length=64)
+    done_after = InstantField(required=False, label="done_after")
+    done_before = InstantField(required=False, label="done_before")
     type = forms.SlugField(required=False, max_length=100)
     flow_time_from = forms.FloatField(required=False, min_value=0)
     flow_time_below = forms.FloatField(required=False, min_value=0)
-
-    def _instant(self, name) -> datetime | None:
-        value = (self.cleaned_data.get(name) or "").strip()
-        if not value:
-            return None
-        try:
-            parsed = parse_datetime(value)
-        except ValueError:
-            parsed = None
-        if parsed is None or parsed.tzinfo is None:
-            raise forms.ValidationError(
-                f"{name} {value!r} is not an ISO 8601 date and time with a UTC offset"
-            )
-        return parsed
-
-    def clean_done_after(self):
-        return self._instant("done_after")
-
-    def clean_done_before(self):
-        return self._instant("done_before")
 
     def clean(self):
         cleaned = super().clean()
@@ -279,18 +268,18 @@ class ForecastForm(FlowTypeFilter):
 
     def clean(self):
         cleaned = super().clean()
-        last = cleaned.get("history_end") or self.start - timedelta(days=1)
-        first = cleaned.get("history_start") or last - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
-        cleaned["history"] = checked_window(first, last)
+        history = checked_window(
+            self, cleaned, ("history_start", "history_end"), self.start - timedelta(days=1)
+        )
+        if history is not None:
+            cleaned["history"] = history
         return cleaned
 
     def query(self) -> dict:
         """The forecast to make: history, and either items or until; defaults after bad input."""
         self.is_valid()
         data = self.cleaned_data
-        history = data.get("history") or checked_window(
-            self.start - timedelta(days=DEFAULT_WINDOW_DAYS), self.start - timedelta(days=1)
-        )
+        history = data.get("history") or default_window(self.start - timedelta(days=1))
         if data.get("question") == "when":
             return {"history": history, "items": data.get("items") or FORECAST_DEFAULT_ITEMS, "until": None}
         until = data.get("until") or self.start + timedelta(days=FORECAST_DEFAULT_DAYS - 1)

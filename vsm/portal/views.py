@@ -463,7 +463,7 @@ def product_items(request, slug: str):
                 f"from {_days(lower or 0)} to under {_days(upper) if upper is not None else '∞'} days"
             )
     else:
-        errors = [error for field_errors in form.errors.values() for error in field_errors]
+        errors = form.messages()
         rollups = rollups.none()
     page = Paginator(rollups.order_by("-done_at", "artifact_id"), ITEMS_PAGE_SIZE).get_page(
         request.GET.get("page")

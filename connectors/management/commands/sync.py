@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from connectors.base import is_number_text
 from connectors.ingest import scope_sync
 from connectors.models import Scope, SyncTrigger
 
@@ -29,7 +30,7 @@ class Command(BaseCommand):
             return Scope.objects.filter(enabled=True).select_related("connection")
         found = []
         for name in names:
-            lookup = {"pk": int(name)} if name.isdigit() else {"name": name}
+            lookup = {"pk": int(name)} if is_number_text(name) else {"name": name}
             scope = Scope.objects.filter(**lookup).select_related("connection").first()
             if scope is None:
                 raise CommandError(f"no scope with id or name {name!r}; see the scopes in Django admin")

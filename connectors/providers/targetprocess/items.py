@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from connectors.base import StatusChange, ToolItem, ToolLink
+from connectors.base import StatusChange, ToolItem, ToolLink, is_number_text
 
 # The entity types read, with their v1 collection names.
 RESOURCES = {
@@ -54,7 +54,7 @@ def id_from_key(key: str) -> int:
     text = key.strip()
     if text.upper().startswith(KEY_PREFIX):
         text = text[len(KEY_PREFIX) :]
-    if not text.isdigit():
+    if not is_number_text(text):
         raise ValueError(f"{key!r} is not a Targetprocess key (TP-123) or id")
     return int(text)
 
@@ -181,7 +181,7 @@ def scope_project_ids(query: str) -> list[int]:
     if text in ("", "*"):
         return []
     parts = [part.strip() for part in text.split(",")]
-    if not all(part.isdigit() for part in parts):
+    if not all(is_number_text(part) for part in parts):
         raise ValueError(
             f"a Targetprocess scope is project ids separated by commas (12, 15) or *, not {query!r}"
         )

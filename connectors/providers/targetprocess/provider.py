@@ -49,6 +49,7 @@ from connectors.base import (
     ScopeSpec,
     ToolItem,
     ToolLink,
+    is_number_text,
     nest_paths,
     register_connector,
 )
@@ -356,7 +357,7 @@ class TargetprocessConnector(Connector):
         return fields
 
     def person_value(self, path: str, account_id: str) -> tuple[str, Any]:
-        return path.split(".")[0], {"Id": int(account_id) if account_id.isdigit() else account_id}
+        return path.split(".")[0], {"Id": int(account_id) if is_number_text(account_id) else account_id}
 
     def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
         if item_type not in RESOURCES:

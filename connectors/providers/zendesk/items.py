@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import StatusChange, ToolItem, ToolLink
+from connectors.base import StatusChange, ToolItem, ToolLink, is_number_text
 
 ITEM_TYPE = "Ticket"
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
@@ -29,7 +29,7 @@ def ticket_key(ticket_id: Any) -> str:
 def ticket_id_from_key(key: str) -> str:
     """ "#123", "123" -> "123"; anything else is a ValueError."""
     text = str(key).strip().lstrip("#")
-    if not text.isdigit():
+    if not is_number_text(text):
         raise ValueError(f"{key!r} is not a Zendesk ticket key (#123)")
     return text
 

@@ -48,6 +48,7 @@ from connectors.base import (
     ScopeSpec,
     ToolItem,
     ToolLink,
+    is_number_text,
     nest_paths,
     register_connector,
 )
@@ -292,14 +293,14 @@ class ZendeskConnector(Connector):
         fields = nest_paths({path: value for path, value in values.items() if not path.startswith("custom.")})
         if custom:
             fields["custom_fields"] = [
-                {"id": int(field_id) if field_id.isdigit() else field_id, "value": value}
+                {"id": int(field_id) if is_number_text(field_id) else field_id, "value": value}
                 for field_id, value in custom.items()
             ]
         return fields
 
     def person_value(self, path: str, account_id: str) -> tuple[str, Any]:
         # People are read resolved (assignee.name) and set by id (assignee_id).
-        return f"{path.split('.')[0]}_id", int(account_id) if account_id.isdigit() else account_id
+        return f"{path.split('.')[0]}_id", int(account_id) if is_number_text(account_id) else account_id
 
     def condition_value(self, path: str, value: str) -> Any:
         return [value] if path == "tags" else value
@@ -367,7 +368,9 @@ class ZendeskConnector(Connector):
                 if str(entry.get("id")) != self.jira_key_field_id
             ]
             field_id = (
-                int(self.jira_key_field_id) if self.jira_key_field_id.isdigit() else self.jira_key_field_id
+                int(self.jira_key_field_id)
+                if is_number_text(self.jira_key_field_id)
+                else self.jira_key_field_id
             )
             ticket["custom_fields"] = [*custom, {"id": field_id, "value": jira_key}]
         return ticket

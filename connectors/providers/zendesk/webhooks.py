@@ -21,7 +21,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.base import WebhookEvent, webhook_header
+from connectors.base import WebhookEvent, is_number_text, webhook_header
 from connectors.providers.zendesk.items import ticket_key
 
 SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
@@ -50,7 +50,7 @@ def _object(value: Any) -> dict[str, Any]:
 
 def _ticket_id(value: Any) -> str | None:
     text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else ""
-    return text if text.isdigit() else None
+    return text if is_number_text(text) else None
 
 
 def event_of(headers: Mapping[str, str], payload: Any) -> WebhookEvent | None:
