@@ -334,9 +334,7 @@ class ItemFlowRollupFilterSet(django_filters.FilterSet):
     team = django_filters.ModelChoiceFilter(queryset=visible_teams)
     partner = PartnerScopeFilter(queryset=visible_partners, label="Only this partner's scope (id)")
     # Half-open like the buckets of /flow/: after is included, before is not.
-    done_after = InstantFilter(
-        field_name="done_at", lookup_expr="gte", label="Done at or after (ISO 8601)"
-    )
+    done_after = InstantFilter(field_name="done_at", lookup_expr="gte", label="Done at or after (ISO 8601)")
     done_before = InstantFilter(
         field_name="done_at", lookup_expr="lt", label="Done before (ISO 8601, excluded)"
     )
@@ -458,8 +456,9 @@ class DoraQuerySerializer(serializers.Serializer):
         trim_whitespace=False,  # a regular expression: spaces are part of it
         max_length=DORA_MAX_PATTERN_LENGTH,
         help_text=(
-            "Regular expression (Python, searched) that a deployment's environment matches when it is "
-            f"production; default {DORA_DEFAULT_PRODUCTION_PATTERN}."
+            "RE2 regular expression (searched; linear time, so no back-references or look-arounds) that "
+            "a deployment's environment matches when it is production; "
+            f"default {DORA_DEFAULT_PRODUCTION_PATTERN}."
         ),
     )
     failure_window_days = serializers.IntegerField(

@@ -1,7 +1,11 @@
 """DORA metrics: the pure calculators, dora_metrics and /api/metrics/dora/ (hand-computed, exact seconds)."""
 
+import contextlib
+import signal
+import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -30,6 +34,7 @@ from metrics.calculators import (
 )
 from metrics.selectors import DayWindow, dora_metrics
 from tests.clients import api_client_for as client_for
+from tests.clients import portal_client_for
 from tests.factories import (
     ArtifactFactory,
     ArtifactLinkFactory,
@@ -108,7 +113,7 @@ def test_the_production_pattern_defaults_and_refuses_bad_regexes():
     assert dora_production_pattern(None).pattern == "(?i)prod"
     assert dora_production_pattern("").pattern == "(?i)prod"
     assert dora_production_pattern("^live$").search("live")
-    with pytest.raises(ValueError, match="not a valid regular expression"):
+    with pytest.raises(ValueError, match="not a valid RE2 regular expression"):
         dora_production_pattern("(prod")
     with pytest.raises(ValueError, match="longer than 200"):
         dora_production_pattern("a" * 201)
@@ -575,9 +580,56 @@ def test_a_product_without_any_artifact(world):
     assert payload["change_failure_rate"]["rate"] is None
 
 
+@pytest.fixture
+def time_limit():
+    """Fails a test whose body runs longer than the seconds given (SIGALRM: Python's regular expression
+    engine checks for signals while it backtracks, so a runaway match is interrupted too)."""
+
+    @contextlib.contextmanager
+    def limit(seconds: int):
+        def expire(signum, frame):
+            raise TimeoutError(f"still running after {seconds} s")
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.alarm(seconds)
+        try:
+            yield
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return limit
+
+
+@pytest.mark.parametrize("pattern", [r"(\w*\w*)*\d", r"((a+)+)+$b", r"(x+x+)+y", r"(.*a){20}z"])
+def test_a_pattern_that_backtracks_without_end_is_matched_within_a_second(world, time_limit, pattern):
+    # Environments are cut at 200 characters; a backtracking engine takes ages on such a name.
+    jenkins_deployment(world.shop, "LONG-ENV", at(6, 12), world.a["D1"].connection, environment="a" * 200)
+    with time_limit(10):
+        started = time.monotonic()
+        payload = dora(world.owner, production=pattern)
+        portal = portal_client_for(world.owner).get(f"/products/shop/dora/?production={quote(pattern)}")
+        elapsed = time.monotonic() - started
+    assert payload["deployment_frequency"]["total"] == 0
+    assert portal.status_code == 200
+    assert elapsed < 2, f"{elapsed:.2f} s for both the API and the page"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [(r"(prod)\1", "invalid escape sequence"), (r"prod(?=uction)", "invalid perl operator")],
+)
+def test_what_needs_backtracking_is_refused_with_the_reason(world, pattern, reason):
+    response = client_for(world.owner).get(URL, {"product": "shop", **WINDOW, "production": pattern})
+    assert response.status_code == 400
+    assert reason in response.json()["production"][0]
+    page = portal_client_for(world.owner).get("/products/shop/dora/", {"production": pattern})
+    assert reason in page.content.decode()
+
+
 def test_the_selector_refuses_bad_rules(world):
     window = DayWindow(at(2).date(), at(15).date())
-    with pytest.raises(ValueError, match="not a valid regular expression"):
+    with pytest.raises(ValueError, match="not a valid RE2 regular expression"):
         dora_metrics(world.staff, world.shop, window, "week", production_pattern="[")
     with pytest.raises(ValueError, match="failure window must be 1 to 365 days"):
         dora_metrics(world.staff, world.shop, window, "week", failure_window_days=0)
@@ -624,8 +676,8 @@ def test_products_out_of_reach_answer_404(world):
         ({"window_start": "2023-03-15"}, "window_end", "longer than 3 years"),
         ({"window_start": "2026-13-01"}, "window_start", "wrong format"),
         ({"bucket": "fortnight"}, "bucket", "unknown bucket 'fortnight'"),
-        ({"production": "(prod"}, "production", "is not a valid regular expression"),
-        ({"production": "[a-"}, "production", "is not a valid regular expression"),
+        ({"production": "(prod"}, "production", "is not a valid RE2 regular expression"),
+        ({"production": "[a-"}, "production", "is not a valid RE2 regular expression"),
         ({"production": "a" * 201}, "production", "no more than 200 characters"),
         ({"failure_window_days": "0"}, "failure_window_days", "at least 1"),
         ({"failure_window_days": "-3"}, "failure_window_days", "at least 1"),

@@ -208,7 +208,7 @@ class DoraForm(BucketFilter, WindowForm):
         required=False,
         strip=False,  # a regular expression: spaces are part of it
         max_length=DORA_MAX_PATTERN_LENGTH,
-        label="Production environments (regular expression)",
+        label="Production environments (RE2 regular expression)",
     )
     failure_window_days = forms.IntegerField(
         required=False, min_value=1, max_value=DORA_MAX_FAILURE_WINDOW_DAYS, label="Failure window (days)"
