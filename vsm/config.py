@@ -34,14 +34,17 @@ def read_bool(env: environ.Env, name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean; use 1/0, true/false, yes/no or on/off")
 
 
-def read_int(env: environ.Env, name: str, default: int) -> int:
+def read_int(env: environ.Env, name: str, default: int, *, minimum: int | None = None) -> int:
     raw = env.str(name, default="")
     if raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={raw!r} is below {minimum}")
+    return value
 
 
 def read_database(env: environ.Env, default_sqlite: Path) -> dict:

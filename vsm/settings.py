@@ -42,6 +42,10 @@ try:
     LOG_LEVEL = env.str("VSM_LOG_LEVEL", default="INFO").upper()
     CREDENTIALS_KEY = env.str("VSM_CREDENTIALS_KEY", default="")
     AXES_FAILURE_LIMIT = read_int(env, "VSM_LOGIN_FAILURE_LIMIT", 5)
+    # Reverse proxies in front of the app that append to X-Forwarded-For (vsm.security.client_address).
+    TRUSTED_PROXIES = read_int(env, "VSM_TRUSTED_PROXIES", 0, minimum=0)
+    # The OpenAPI schema and its docs page answer anonymous requests only when opened here.
+    API_SCHEMA_PUBLIC = read_bool(env, "VSM_API_SCHEMA_PUBLIC", False)
     # The first wait before an integration retries an item that failed; it doubles per attempt.
     SYNC_RETRY_SECONDS = read_int(env, "VSM_SYNC_RETRY_SECONDS", 30)
     # How many items an integration creates in a tool at once (the connection's rate cap still holds).
@@ -74,6 +78,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise, which answers static files itself: those stay cacheable, nothing else is.
+    "vsm.security.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -120,6 +126,7 @@ AXES_COOLOFF_TIME = 1  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "portal/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "vsm.security.client_address"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -197,6 +204,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"FlowStateEnum": "vsm.choices.FlowState"},
+    "SERVE_PERMISSIONS": ["vsm.api.permissions.SchemaAccess"],
 }
 
 # Computed figures (metrics.selectors.cached_per_reach): with a Redis broker, db 3 of its server, shared

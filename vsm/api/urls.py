@@ -1,5 +1,5 @@
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 from connectors.api import ToolConnectionViewSet
@@ -12,10 +12,11 @@ router.register("artifacts", views.ArtifactViewSet, basename="artifact")
 router.register("links", views.ArtifactLinkViewSet, basename="artifactlink")
 router.register("connections", ToolConnectionViewSet, basename="toolconnection")
 
+
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its script as a file: the content security policy allows no inline script.
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("docs/", views.ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
     path("metrics/", include("metrics.api_urls")),
     path("", include(router.urls)),
 ]

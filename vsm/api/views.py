@@ -1,6 +1,9 @@
+from django.contrib.auth.views import redirect_to_login
 from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework import viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.generics import get_object_or_404
 
 from vsm.api.serializers import (
@@ -79,3 +82,13 @@ class ArtifactLinkViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return ArtifactLink.objects.visible_to(self.request.user)
+
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """The interactive docs (vsm.api.permissions.SchemaAccess): a browser not signed in is sent to the
+    login page rather than shown the API's 401."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, NotAuthenticated):
+            return redirect_to_login(self.request.get_full_path())
+        return super().handle_exception(exc)
