@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from connectors.credentials import EncryptedSecretsField, Secrets
+from connectors.querysets import IntegrationQuerySet, ScopeQuerySet, SyncErrorQuerySet, SyncRunQuerySet
 from vsm.choices import FlowState, LinkKind, LinkOrigin
 from vsm.querysets import ToolConnectionQuerySet
 
@@ -83,6 +84,8 @@ class Scope(models.Model):
     # A lease instead of a long transaction: a sync commits page by page, and only the holder syncs.
     lease_token = models.CharField(max_length=64, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ScopeQuerySet.as_manager()
 
     class Meta:
         ordering = ["connection__name", "name"]
@@ -226,6 +229,8 @@ class SyncRun(models.Model):
     cursor_after = models.DateTimeField(null=True, blank=True)
     message = models.TextField(blank=True)
 
+    objects = SyncRunQuerySet.as_manager()
+
     class Meta:
         ordering = ["-started_at", "-id"]
         indexes = [models.Index(fields=["scope", "-started_at"], name="syncrun_scope_started")]
@@ -260,6 +265,8 @@ class SyncError(models.Model):
     last_seen_at = models.DateTimeField()
     next_retry_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SyncErrorQuerySet.as_manager()
 
     class Meta:
         ordering = ["-last_seen_at", "-id"]
@@ -470,6 +477,8 @@ class Integration(models.Model):
     lease_token = models.CharField(max_length=64, blank=True, editable=False)
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = IntegrationQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -179,10 +179,15 @@ def _count_of(queryset):
 
 
 def connection_list_for(user):
-    """The visible tool connections with their open sync errors and their last finished sync run."""
-    open_errors = SyncError.objects.filter(connection=OuterRef("pk"), resolved_at__isnull=True)
-    last_run = SyncRun.objects.filter(scope__connection=OuterRef("pk"), finished_at__isnull=False).order_by(
-        "-finished_at"
+    """The visible tool connections with their open sync errors and their last finished sync run, both
+    counted over the scopes the user may see (a product owner is not told of another product's syncs)."""
+    open_errors = SyncError.objects.visible_to(user).filter(
+        connection=OuterRef("pk"), resolved_at__isnull=True
+    )
+    last_run = (
+        SyncRun.objects.visible_to(user)
+        .filter(scope__connection=OuterRef("pk"), finished_at__isnull=False)
+        .order_by("-finished_at")
     )
     return (
         ToolConnection.objects.visible_to(user)
@@ -241,12 +246,14 @@ def link_rules_between(connection_ids):
     )
 
 
-def integrations_between(connection_ids):
-    """The integrations whose two sides are among these connections, with their pairs counted by state."""
+def integrations_between(user, connection_ids):
+    """The integrations the user may see (both scopes feed products in its reach) whose two sides are
+    among these connections, with their pairs counted by state."""
     ids = list(connection_ids)
     pairs = {f"pairs_{state}": Count("pairs", filter=Q(pairs__state=state)) for state in PairState.values}
     return (
-        Integration.objects.filter(source_scope__connection_id__in=ids, target_scope__connection_id__in=ids)
+        Integration.objects.visible_to(user)
+        .filter(source_scope__connection_id__in=ids, target_scope__connection_id__in=ids)
         .select_related("artifact_model", "source_scope__connection", "target_scope__connection")
         .annotate(**pairs)
         .order_by("name")

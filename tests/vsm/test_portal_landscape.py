@@ -6,9 +6,18 @@ import pytest
 from django.core.cache import cache
 from django.urls import reverse
 
+from connectors.models import Integration
 from tests.clients import portal_client_for as client_for
-from tests.factories import ArtifactLinkFactory, StaffFactory, SyncRunFactory, UserFactory
-from tests.vsm.portal_worlds import FOREIGN_NAMES, build_portal_world
+from tests.factories import (
+    ArtifactLinkFactory,
+    ProductFactory,
+    ScopeFactory,
+    StaffFactory,
+    SyncErrorFactory,
+    SyncRunFactory,
+    UserFactory,
+)
+from tests.vsm.portal_worlds import FOREIGN_NAMES, build_portal_world, day
 from vsm.choices import LinkKind
 from vsm.portal.landscape import connection_health, ring_positions
 
@@ -53,6 +62,36 @@ def test_a_product_owner_sees_the_tools_of_its_product_and_their_health(world):
     assert re.search(r"<td>Delivery Jira</td><td>Acme GitHub</td><td class=\"num\">3</td>", html)
     for name in FOREIGN_NAMES:
         assert name not in html
+
+
+def test_a_product_owner_sees_nothing_of_another_products_use_of_the_same_tools(world):
+    """Another product fed by the same Salesforce and Targetprocess: its integration, its failed syncs and
+    its open errors stay out of the Checkout owner's landscape (the staff's shows them)."""
+    insights = ProductFactory(name="Insights", slug="insights")
+    request_scope = ScopeFactory(connection=world.salesforce, product=insights, name="Insights requests")
+    feature_scope = ScopeFactory(connection=world.targetprocess, product=insights, name="Insights features")
+    Integration.objects.create(
+        name="Insights: customer requests to Targetprocess",
+        artifact_model=world.integration.artifact_model,
+        source_scope=request_scope,
+        source_type_mapping=world.integration.source_type_mapping,
+        target_scope=feature_scope,
+        target_type_mapping=world.integration.target_type_mapping,
+        last_run_at=world.integration.last_run_at,
+    )
+    SyncRunFactory(scope=world.salesforce.scopes.get(product=world.product), outcome="success")
+    SyncRunFactory(scope=request_scope, outcome="failed", started_at=day(60))
+    SyncErrorFactory.create_batch(3, scope=feature_scope, connection=world.targetprocess)
+
+    owner = client_for(world.owner).get(URL).content.decode()
+    assert "Insights" not in owner
+    assert f'href="#connection-{world.salesforce.pk}" class="tool health-ok"' in owner
+    assert f'href="#connection-{world.targetprocess.pk}" class="tool health-unknown"' in owner
+    assert re.search(rf'<tr id="connection-{world.targetprocess.pk}".*?<td class="num">0</td>', owner, re.S)
+    staff = client_for(StaffFactory()).get(URL).content.decode()
+    assert "Insights: customer requests to Targetprocess" in staff
+    assert f'href="#connection-{world.salesforce.pk}" class="tool health-error"' in staff
+    assert re.search(rf'<tr id="connection-{world.targetprocess.pk}".*?<td class="num">3</td>', staff, re.S)
 
 
 def test_a_new_link_counts_at_once(world):

@@ -198,7 +198,7 @@ def landscape(request):
     mappings = list(selectors.type_mappings_of(ids))
     link_counts = selectors.link_counts_between(request.user, ids)
     rules = list(selectors.link_rules_between(ids))
-    integrations = list(selectors.integrations_between(ids))
+    integrations = list(selectors.integrations_between(request.user, ids))
     admin = request.user.is_staff
     picture = landscape_picture(connections, mappings, link_counts, rules, integrations, admin=admin)
     mapped = len({mapping["connection_id"] for mapping in mappings})
