@@ -40,6 +40,7 @@ from metrics.selectors import DayWindow, NoHistoryError, WindowError, day_in_ran
 from vsm.choices import FlowState
 from vsm.filters import InstantFilter, visible_partners, visible_teams
 from vsm.models import FlowItemType, Partner, Team
+from vsm.scoping import reach_of
 
 DEFAULT_WINDOW_DAYS = 91  # 13 weeks
 FORECAST_MAX_DAYS_AHEAD = 366
@@ -253,7 +254,7 @@ class ItemFlowRollupSerializer(serializers.ModelSerializer):
     url = serializers.CharField(source="artifact.url", read_only=True)
     type = serializers.CharField(source="flow_item_type.slug", read_only=True)
     state = serializers.CharField(source="current_state", read_only=True)
-    team = serializers.IntegerField(source="team_id", read_only=True)
+    team = serializers.SerializerMethodField(help_text="Team id; null when none or not yours to see.")
     created_at = serializers.DateTimeField(source="artifact.created_at", read_only=True)
     flow_time_from_restart = serializers.SerializerMethodField()
     active_time = serializers.SerializerMethodField()
@@ -288,6 +289,11 @@ class ItemFlowRollupSerializer(serializers.ModelSerializer):
             "computed_at",
         ]
         read_only_fields = fields
+
+    def get_team(self, rollup) -> int | None:
+        if rollup.team_id is None or not self.context["reach"].may_name(rollup.team.partner_id):
+            return None
+        return rollup.team_id
 
     def get_flow_time_from_restart(self, rollup) -> float | None:
         if rollup.done_at is None or rollup.restarted_at is None:
@@ -390,7 +396,11 @@ class ItemFlowRollupViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return selectors.item_rollup_list(self.request.user)
 
     def get_serializer_context(self):
-        return {**super().get_serializer_context(), "now": timezone.now()}
+        return {
+            **super().get_serializer_context(),
+            "now": timezone.now(),
+            "reach": reach_of(self.request.user),
+        }
 
     def list(self, request, *args, **kwargs):
         if request.accepted_renderer.format != CSVRenderer.format:

@@ -679,7 +679,8 @@ def flow_metrics(
 
 
 def item_rollup_list(user):
-    """Every flow item's rollup the user may see, with its artifact's key, title and url.
+    """Every flow item's rollup the user may see, with its artifact's key, title and url, and its team's
+    owner (for Reach.may_name).
 
     `age_since` is when an open item's age starts (started_at, or created_at when it never started);
     None for done and canceled items.
@@ -687,7 +688,7 @@ def item_rollup_list(user):
     return (
         ItemFlowRollup.objects.visible_to(user)
         .filter(artifact__deleted_at__isnull=True)
-        .select_related("artifact", "flow_item_type")
+        .select_related("artifact", "flow_item_type", "team")
         .only(
             *(field.name for field in ItemFlowRollup._meta.concrete_fields),
             "artifact__key",
@@ -695,6 +696,7 @@ def item_rollup_list(user):
             "artifact__url",
             "artifact__created_at",
             "flow_item_type__slug",
+            "team__partner_id",
         )
         .annotate(
             age_since=Case(

@@ -5,6 +5,12 @@ Every `visible_to(user)` queryset method asks `reach_of(user)`; nothing else dec
 - partner users: the products granted to their partner, and within them only the partner's scope;
 - other users: the products they hold a role on, and everything in them;
 - anonymous or inactive users: nothing.
+
+What an item in reach may say of where it comes from (`Reach.may_name`): the tool's kind always; its
+tool connection and team by name or id only where the user may see that connection or team itself. For
+a partner, that is its own: the in-house items linked to its own are in its scope, their in-house tool
+and team are not (every page, API answer and export blanks them, as /api/connections/<id>/ and
+/api/teams/<id>/ answer 404). Anyone else may name every connection and team of what it reaches.
 """
 
 from dataclasses import dataclass
@@ -19,6 +25,11 @@ class Reach:
     @property
     def is_partner(self) -> bool:
         return self.partner_id is not None
+
+    def may_name(self, owner_partner_id: int | None) -> bool:
+        """Whether a tool connection or team (of an item in reach) owned by this partner (None: in-house)
+        may be named to the user."""
+        return not self.is_partner or owner_partner_id == self.partner_id
 
 
 NOTHING = Reach()

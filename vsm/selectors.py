@@ -1,6 +1,7 @@
 """Reads of the core domain, always through `visible_to`."""
 
 import hashlib
+from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db.models import Case, Count, F, Func, IntegerField, Max, OuterRef, Q, Subquery, Value, When
@@ -57,7 +58,36 @@ def artifact_list_for(user, product: Product):
     return (
         Artifact.objects.visible_to(user)
         .filter(product=product, deleted_at__isnull=True)
-        .select_related("artifact_model", "flow_item_type", "connection")
+        .select_related("artifact_model", "flow_item_type", "connection", "team")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an artifact comes from, as far as the user may be told (vsm.scoping, Reach.may_name): the
+    tool's kind always; the connection and the team only where the user may see them."""
+
+    tool: str
+    connection_id: int | None
+    connection_name: str
+    team_id: int | None
+
+    @property
+    def label(self) -> str:
+        return self.connection_name or self.tool
+
+
+def origin_of(user, artifact: Artifact) -> Origin:
+    """The artifact's origin for this user; reads `artifact.connection` and `artifact.team`, so select
+    them with the artifact."""
+    reach = reach_of(user)
+    connection, team = artifact.connection, artifact.team if artifact.team_id else None
+    named = reach.may_name(connection.partner_id)
+    return Origin(
+        tool=connection.kind,
+        connection_id=connection.pk if named else None,
+        connection_name=connection.name if named else "",
+        team_id=team.pk if team is not None and reach.may_name(team.partner_id) else None,
     )
 
 
@@ -124,7 +154,7 @@ def artifact_search_for(user, text: str, *, product: Product | None = None):
 
 def artifact_cards_for(user, ids) -> dict[int, dict]:
     """What a trace shows of each visible artifact among ids (one query); the tool connection's name only
-    where the user may see the connection (a partner: its own), else just the tool's kind."""
+    where the user may name it (Reach.may_name), else just the tool's kind."""
     reach = reach_of(user)
     rows = (
         Artifact.objects.visible_to(user)
@@ -151,7 +181,7 @@ def artifact_cards_for(user, ids) -> dict[int, dict]:
     )
     cards = {}
     for row in rows:
-        if reach.is_partner and row["connection__partner_id"] != reach.partner_id:
+        if not reach.may_name(row["connection__partner_id"]):
             row["connection__name"] = ""
         cards[row["id"]] = row
     return cards

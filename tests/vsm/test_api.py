@@ -474,6 +474,42 @@ def test_a_partner_never_receives_internal_fields_or_the_value(world):
         assert listed.json()["results"] == [payload]
 
 
+def test_a_partner_is_told_the_tool_kind_but_no_in_house_tool_or_team_of_what_is_linked_to_its_own(world):
+    """LINKED-OUT (in-house Jira, in-house team) is linked from partner A's request: in A's scope, but its
+    connection and team answer 404 to A, so the artifact names neither."""
+    client = client_for(world.partner_user)
+    linked = world.artifacts["LINKED-OUT"]
+    detail = get_ok(client, f"/api/artifacts/{linked.pk}/")
+    assert (detail["tool"], detail["connection"], detail["connection_name"], detail["team"]) == (
+        "jira",
+        None,
+        None,
+        None,
+    )
+    assert client.get(f"/api/connections/{world.internal_conn.pk}/").status_code == 404
+    assert client.get(f"/api/teams/{world.internal_team.pk}/").status_code == 404
+    listed = get_ok(client, "/api/artifacts/", {"page_size": 100})["results"]
+    by_key = {row["key"]: row for row in listed}
+    assert by_key["LINKED-OUT"] == detail
+    # Its own connection and team are named; B's, on B-LINKED, are not.
+    assert by_key["A-OWN-CONN"]["connection_name"] == "A tool"
+    assert by_key["A-OWN-TEAM"]["team"] == world.partner_team.pk
+    assert by_key["B-LINKED"]["connection"] is None and by_key["B-LINKED"]["team"] is None
+    body = str(listed)
+    for name in ("Internal Jira", "B tool"):
+        assert name not in body
+
+
+@pytest.mark.parametrize("role", ["staff", "owner", "leader"])
+def test_internal_users_are_told_every_connection_and_team(world, role):
+    detail = get_ok(client_for(getattr(world, role)), f"/api/artifacts/{world.artifacts['LINKED-OUT'].pk}/")
+    assert (detail["connection"], detail["connection_name"], detail["team"]) == (
+        world.internal_conn.pk,
+        "Internal Jira",
+        world.internal_team.pk,
+    )
+
+
 @pytest.mark.parametrize("role", ["staff", "owner", "leader"])
 def test_internal_users_receive_internal_fields_and_the_value(world, role):
     payload = get_ok(client_for(getattr(world, role)), f"/api/artifacts/{world.artifacts['A-OWN-CONN'].pk}/")

@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from tests.clients import api_client_for
 from tests.clients import portal_client_for as client_for
 from tests.factories import (
     BASE_TIME,
@@ -227,6 +228,18 @@ def test_a_partners_artifact_page_has_no_internal_values(world, role):
     assert "<dt>priority</dt><dd>High</dd>" in html
 
 
+def test_a_partners_pages_name_no_in_house_tool_of_what_is_linked_to_its_own(world):
+    client = client_for(world.partner_user)
+    linked = client.get(artifact_url(world.artifacts["LINKED-OUT"])).content.decode()
+    assert "<dt>Tool</dt><dd>jira" in linked
+    product = client.get(product_url("granted")).content.decode()
+    for html in (linked, product):
+        assert "Internal Jira" not in html and "B tool" not in html
+    assert "A tool" in product  # its own
+    owner = client_for(world.owner).get(artifact_url(world.artifacts["LINKED-OUT"])).content.decode()
+    assert "<dt>Tool</dt><dd>Internal Jira" in owner
+
+
 @pytest.mark.parametrize("role", ["staff", "owner", "leader"])
 def test_an_internal_users_artifact_page_has_the_internal_values(world, role):
     response = client_for(getattr(world, role)).get(artifact_url(world.artifacts["A-OWN-CONN"]))
@@ -345,6 +358,23 @@ def test_a_partner_gets_404_for_a_foreign_products_flow_pages(flow_world, view):
     assert client_for(flow_world.partner_user).get(url).status_code == 404
     assert client_for(flow_world.owner).get(url).status_code == 404
     assert client_for(flow_world.other_partner_user).get(url).status_code == 200
+
+
+def test_a_partners_item_figures_and_their_csv_name_only_its_own_teams(flow_world):
+    from metrics.models import ItemFlowRollup
+
+    teams = dict(
+        ItemFlowRollup.objects.filter(product=flow_world.product).values_list("artifact__key", "team")
+    )
+    assert teams["LINKED-OUT"] == flow_world.internal_team.pk  # in A's scope, on an in-house team
+    client = api_client_for(flow_world.partner_user)
+    rows = client.get("/api/metrics/items/", {"product": "granted", "page_size": 500}).json()["results"]
+    seen = {row["key"]: row["team"] for row in rows}
+    assert seen["LINKED-OUT"] is None
+    assert seen["A-OWN-TEAM"] == flow_world.partner_team.pk
+    assert seen["B-LINKED"] is None
+    exported = client.get("/api/metrics/items/", {"product": "granted", "format": "csv"}).content.decode()
+    assert str(flow_world.internal_team.pk) not in {line.split(",")[6] for line in exported.splitlines()[1:]}
 
 
 def test_a_partner_sees_only_its_scopes_numbers(flow_world):

@@ -52,7 +52,7 @@ class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
             # The nested list: its filterset, ordering and schema apply to transitions, not artifacts.
             return StateTransition.objects.visible_to(self.request.user)
         return Artifact.objects.visible_to(self.request.user).select_related(
-            "artifact_model", "flow_item_type", "connection"
+            "artifact_model", "flow_item_type", "connection", "team"
         )
 
     def get_serializer_context(self):

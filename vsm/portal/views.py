@@ -499,7 +499,10 @@ def product_items(request, slug: str):
 def product_detail(request, slug: str):
     product = selectors.product_get_for(request.user, slug)
     page = Paginator(selectors.artifact_list_for(request.user, product), 50).get_page(request.GET.get("page"))
-    return render(request, "portal/product.html", {"product": product, "page": page})
+    rows = [
+        {"artifact": artifact, "origin": selectors.origin_of(request.user, artifact)} for artifact in page
+    ]
+    return render(request, "portal/product.html", {"product": product, "page": page, "rows": rows})
 
 
 @login_required
@@ -508,6 +511,7 @@ def artifact_detail(request, pk: int):
     hidden = selectors.hidden_fields_for(request.user, artifact)
     context = {
         "artifact": artifact,
+        "origin": selectors.origin_of(request.user, artifact),
         "fields": {name: value for name, value in artifact.fields.items() if name not in hidden},
         "show_value": "value" not in hidden,
         "transitions": artifact.transitions.order_by("at", "id"),
