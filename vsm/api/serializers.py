@@ -22,7 +22,9 @@ class ArtifactSerializer(serializers.ModelSerializer):
     the connection and team are given only where the user may name them (vsm.selectors.origin_of)."""
 
     model = serializers.SlugRelatedField(source="artifact_model", slug_field="slug", read_only=True)
-    flow_item_type = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    flow_item_type = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True, help_text="Null for a supporting artifact."
+    )
     tool = serializers.CharField(source="connection.kind", read_only=True, help_text="The tool's kind.")
     connection = serializers.IntegerField(
         source="connection_id", read_only=True, allow_null=True, help_text="Null where not yours to see."

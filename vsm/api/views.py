@@ -67,7 +67,7 @@ class ArtifactViewSet(viewsets.ReadOnlyModelViewSet):
         filterset_class=StateTransitionFilterSet,
         ordering_fields=["at"],
     )
-    def transitions(self, request, pk=None):
+    def transitions(self, request, pk=None, format=None):  # format: the router's suffix, /transitions.json
         """The artifact's state transitions, oldest first."""
         artifact = get_object_or_404(Artifact.objects.visible_to(request.user), pk=pk)
         queryset = self.filter_queryset(self.get_queryset().filter(artifact=artifact).order_by("at", "id"))
