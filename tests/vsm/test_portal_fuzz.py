@@ -387,7 +387,7 @@ def assert_answered(response, page: Page) -> None:
         assert escape(message) in alerts, f"the refusal {message!r} is not shown on the page"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.url_name)
+@pytest.mark.parametrize("portal_page", PAGES, ids=lambda page: page.url_name)
 @settings(
     max_examples=EXAMPLES_PER_PAGE,
     derandomize=True,
@@ -397,7 +397,8 @@ def assert_answered(response, page: Page) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
-def test_no_query_string_breaks_a_portal_page_and_every_refusal_is_shown(page, clients, data):
+def test_no_query_string_breaks_a_portal_page_and_every_refusal_is_shown(portal_page, clients, data):
+    page = portal_page  # not `page`, which pytest-playwright's fixture of that name would parametrize
     url = data.draw(st.sampled_from(page.urls()), label="url")
     query = data.draw(queries(page), label="query")
     for role, client in clients.items():
@@ -440,8 +441,9 @@ def _shown(value: str) -> str:
     return repr(value) if len(value) <= 40 else f"{value[:20]!r}... ({len(value)} characters)"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.url_name)
-def test_every_edge_value_alone_in_every_parameter_is_answered(page, clients):
+@pytest.mark.parametrize("portal_page", PAGES, ids=lambda page: page.url_name)
+def test_every_edge_value_alone_in_every_parameter_is_answered(portal_page, clients):
+    page = portal_page
     urls, failures = page.urls(), []
     for index, (name, value) in enumerate(itertools.product(page.parameters, EDGE_VALUES)):
         url = urls[index % len(urls)]  # the CSV exports' tables in turn
