@@ -236,7 +236,7 @@ class IntegrationPairAdmin(ReadOnlyAdmin):
     search_fields = ["source__key", "target_key"]
     list_select_related = ["integration", "source"]
     autocomplete_fields = ["source", "target"]
-    actions = ["take_source", "take_target"]
+    actions = ["take_source", "take_target", "recreate_target", "unlink"]
 
     def has_resolve_permission(self, request) -> bool:
         # Nothing about a pair is edited by hand; settling its conflict is a change to the pair.
@@ -262,6 +262,27 @@ class IntegrationPairAdmin(ReadOnlyAdmin):
     @admin.action(description="Resolve conflict: take the target's values", permissions=["resolve"])
     def take_target(self, request, queryset):
         self._settle(request, queryset, sync.TARGET)
+
+    def _target_gone(self, request, queryset, service, done: str):
+        pairs = list(queryset.filter(state=PairState.TARGET_GONE))
+        for pair in pairs:
+            service(pair)
+        if not pairs:
+            self.message_user(request, "None of the chosen pairs lost its target item.", messages.WARNING)
+            return
+        self.message_user(request, f"{len(pairs)} pairs {done}.", messages.SUCCESS)
+
+    @admin.action(
+        description="Target deleted: make a new target item at the next run", permissions=["resolve"]
+    )
+    def recreate_target(self, request, queryset):
+        self._target_gone(request, queryset, sync.pair_recreate, "get a new target item at the next run")
+
+    @admin.action(
+        description="Target deleted: unlink, keep the source item out of step", permissions=["resolve"]
+    )
+    def unlink(self, request, queryset):
+        self._target_gone(request, queryset, sync.pair_unlink, "unlinked")
 
 
 @admin.register(IntegrationRun)

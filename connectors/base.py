@@ -130,6 +130,10 @@ class ToolItem:
     links: list[ToolLink] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
     deleted: bool = False
+    # When the tool's own history says each native field last changed, by its top-level name in
+    # `fields` (the title under "title"); a field without an entry has not changed since `created`.
+    # None for a tool that keeps no such history: integrations then go by when a read saw the change.
+    field_times: dict[str, datetime] | None = None
 
 
 @dataclass(frozen=True)

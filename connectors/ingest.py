@@ -23,7 +23,16 @@ from django.utils import timezone
 from connectors.base import ItemFailure, Page, ScopeSpec, ToolItem
 from connectors.exceptions import AuthError, ConnectorError
 from connectors.links import LinkSource, derive_links, rules_of
-from connectors.mappings import MappingError, MappingSet, NormalisedItem, normalise, without_nul
+from connectors.mappings import (
+    STATUS,
+    TITLE,
+    MappingError,
+    MappingSet,
+    NormalisedItem,
+    field_change_times,
+    normalise,
+    without_nul,
+)
 from connectors.models import (
     Integration,
     PendingLink,
@@ -64,6 +73,7 @@ ARTIFACT_FIELDS = (
     "updated_at",
     "deleted_at",
     "fields",
+    "field_times",
     "value",
 )
 TRANSITION_FIELDS = ("artifact_id", "at", "from_status", "to_status", "from_state", "to_state", "author")
@@ -276,21 +286,27 @@ def scope_spec_for(scope: Scope, mappings: MappingSet) -> ScopeSpec:
     return ScopeSpec(query=scope.query, fields=mappings.tool_fields(), page_size=scope.page_size)
 
 
+def artifacts_mark_deleted(connection_id: int, external_ids: Iterable[str], now: datetime) -> list[int]:
+    """Items gone from their tool: marked deleted, never removed (their links and history stay). Returns
+    the ids of those not marked before; their rollups are the caller's to refresh."""
+    gone = Artifact.objects.filter(
+        connection_id=connection_id, external_id__in=list(external_ids), deleted_at__isnull=True
+    )
+    ids = list(gone.values_list("pk", flat=True))
+    Artifact.objects.filter(pk__in=ids).update(deleted_at=now)
+    return ids
+
+
 def mark_missing_as_deleted(scope: Scope, present_ids: Iterable[str]) -> int:
     """Items read from this scope before but no longer in the tool: marked deleted, never removed."""
     present = set(present_ids)
     known = set(RawRecord.objects.filter(scope=scope).values_list("external_id", flat=True))
-    missing = known - present
     now = timezone.now()
     with transaction.atomic():
-        gone = Artifact.objects.filter(
-            connection_id=scope.connection_id, external_id__in=missing, deleted_at__isnull=True
-        )
-        gone_ids = list(gone.values_list("pk", flat=True))
-        marked = gone.update(deleted_at=now)
+        gone_ids = artifacts_mark_deleted(scope.connection_id, known - present, now)
         refresh_rollups_on_commit(gone_ids)
         Scope.objects.filter(pk=scope.pk).update(last_full_scan_at=now)
-    return marked
+    return len(gone_ids)
 
 
 class PageStore:
@@ -392,21 +408,22 @@ class PageStore:
     def upsert_artifacts(self, items: list[NormalisedItem]) -> tuple[int, int]:
         if not items:
             return 0, 0
-        existing = set(
-            Artifact.objects.filter(
+        stored = {
+            external_id: ({**fields, TITLE: title, STATUS: state}, times)
+            for external_id, title, state, fields, times in Artifact.objects.filter(
                 connection=self.connection, external_id__in=[n.external_id for n in items]
-            ).values_list("external_id", flat=True)
-        )
+            ).values_list("external_id", "title", "flow_state", "fields", "field_times")
+        }
         bulk_upsert(
             Artifact,
             ARTIFACT_FIELDS,
-            [self.artifact_row(n) for n in items],
+            [self.artifact_row(n, *stored.get(n.external_id, (None, {}))) for n in items],
             unique_fields=["connection", "external_id"],
         )
-        created = sum(1 for n in items if n.external_id not in existing)
+        created = sum(1 for n in items if n.external_id not in stored)
         return created, len(items) - created
 
-    def artifact_row(self, n: NormalisedItem) -> tuple:
+    def artifact_row(self, n: NormalisedItem, before_values: dict | None, before_times: dict) -> tuple:
         return (
             self.connection.pk,
             n.external_id,
@@ -425,16 +442,13 @@ class PageStore:
             n.updated_at,
             None,
             n.fields,
+            field_change_times(n, before_values, before_times),
             n.value,
         )
 
     def mark_deleted(self, items: list[ToolItem], now: datetime) -> None:
         if items:
-            Artifact.objects.filter(
-                connection=self.connection,
-                external_id__in=[item.native_id for item in items],
-                deleted_at__isnull=True,
-            ).update(deleted_at=now)
+            artifacts_mark_deleted(self.connection.pk, [item.native_id for item in items], now)
 
     def artifact_ids(self, external_ids: list[str]) -> dict[str, int]:
         return dict(

@@ -8,6 +8,12 @@ Conventions:
   e.g. `priority.name` or `customfield_10014`; list indexes are numbers (`fixVersions.0.name`).
 - The normalised field `revenue` also fills the artifact's `value` column (revenue at stake).
 - A status without a mapping keeps its tool status with the flow state `unknown`, and is reported.
+- When each model value last changed (`field_change_times`, what integrations settle "latest wins" on,
+  field by field): the flow state at its last transition (the item's creation before any); a mapped
+  field or the title at the time the tool's own history names for it; else, while the value stays as
+  stored, the time stored before; else, at the first read of an item whose tool keeps a history naming
+  no change of it, its creation; else the item's `updated` at the read that saw the new value (bounded
+  by the reads: two edits between two reads share a time).
 """
 
 import hashlib
@@ -23,6 +29,8 @@ from vsm.choices import FlowState
 from vsm.flow import derive_flow_dates
 
 VALUE_FIELD = "revenue"
+# The model-level names of an item's title and flow state, beside its mapped fields.
+TITLE, STATUS = "title", "status"
 
 
 class MappingError(Exception):
@@ -117,6 +125,13 @@ class NormalisedItem:
     links: list[ToolLink]
     unmapped_statuses: set[str]
     rule_label: str
+    # When the tool's own history says model values last changed (those it names); None when the tool
+    # keeps no history of its fields.
+    history_times: dict[str, datetime] | None = None
+
+    def model_values(self) -> dict[str, Any]:
+        """The item's values as integrations compare them: mapped fields, title and flow state."""
+        return {**self.fields, TITLE: self.title, STATUS: self.flow_state}
 
 
 def without_nul(value: Any) -> Any:
@@ -146,6 +161,14 @@ def normalise(item: ToolItem, mappings: MappingSet) -> NormalisedItem:
     fields = {field_rule.model_field: _field_value(item, field_rule) for field_rule in rule.fields}
     fields = without_nul({name: value for name, value in fields.items() if value is not None})
     transitions = _transitions(item.changelog, state_of)
+    history_times = None
+    if item.field_times is not None:
+        roots = {field_rule.model_field: field_rule.tool_path.split(".")[0] for field_rule in rule.fields}
+        history_times = {
+            name: item.field_times[root] for name, root in roots.items() if root in item.field_times
+        }
+        if TITLE in item.field_times:
+            history_times[TITLE] = item.field_times[TITLE]
     flow_state = state_of(item.status) or FlowState.UNKNOWN
     dates = derive_flow_dates(((t.at, t.to_state) for t in transitions), flow_state)
     return NormalisedItem(
@@ -167,7 +190,31 @@ def normalise(item: ToolItem, mappings: MappingSet) -> NormalisedItem:
         links=list(item.links),
         unmapped_statuses=unmapped,
         rule_label=rule.label or rule.tool_type,
+        history_times=history_times,
     )
+
+
+def field_change_times(
+    item: NormalisedItem, before_values: dict[str, Any] | None, before_times: dict[str, str]
+) -> dict[str, str]:
+    """When each of the item's model values last changed, as ISO instants (see the module docstring);
+    `before_values`/`before_times`: what the store held of the item (None: nothing)."""
+    history = item.history_times
+    times = {}
+    for name, value in item.model_values().items():
+        if name == STATUS:
+            at = item.transitions[-1].at if item.transitions else item.created_at
+        elif history is not None and name in history:
+            at = history[name]
+        elif before_values is not None and before_values.get(name) == value and name in before_times:
+            times[name] = before_times[name]
+            continue
+        elif before_values is None and history is not None:
+            at = item.created_at  # first read: a history that names no change says none since creation
+        else:
+            at = item.updated_at
+        times[name] = at.isoformat()
+    return times
 
 
 def _transitions(changelog: list[StatusChange], state_of) -> list[NormalisedTransition]:

@@ -569,6 +569,8 @@ class PairState(models.TextChoices):
     RETRYING = "retrying", "failed, will retry"
     WAITING = "waiting", "failed, waits for a person"
     CONFLICT = "conflict", "conflict, waits for a person"
+    TARGET_GONE = "target_gone", "target item deleted in its tool, waits for a person"
+    UNLINKED = "unlinked", "unlinked: no longer kept in step"
 
 
 class IntegrationPair(models.Model):
@@ -644,6 +646,9 @@ class IntegrationRun(models.Model):
     unchanged = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     conflicts = models.PositiveIntegerField(default=0)
+    gone = models.PositiveIntegerField(
+        default=0, help_text="Pairs whose target item was deleted in its tool."
+    )
     writes = models.PositiveIntegerField(default=0, help_text="Calls that changed a tool.")
     message = models.TextField(blank=True)
 

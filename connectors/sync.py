@@ -6,19 +6,27 @@ changed a field when its current value differs from its own baseline, so:
 
 - a value the engine wrote is read back at once and becomes that side's baseline: when the next poll
   or webhook reads the same value, nothing has changed and nothing is echoed;
-- a field changed on both sides since the last agreement is a conflict, settled by the policy;
+- a field changed on both sides since the last agreement is a conflict, settled by the policy, in
+  whatever order the two sides' changes reach the store: before the engine writes to a side it reads
+  that side again from its tool and plans again, so a person's edit not stored yet is seen, never
+  overwritten (only an edit made in the moment between that read and the write can still be lost);
+- "latest wins" is decided field by field, on when each side's value of that field last changed (the
+  tools' histories where they keep them, else when a read first saw it: Artifact.field_times);
 - running twice changes nothing: after a run every baseline equals what the store holds.
 
-Every write goes through the target's provider; what it wrote is read back and stored through the
-ingest page store (without starting another propagation). A failing pair is retried with backoff and
-never blocks the others. Creation is crash-safe: the pair is recorded before the tool is asked to create
-the item, and a pair found half-made is first matched against what the tool already holds.
+Every write goes through the provider of the side written; what it wrote is read back and stored
+through the ingest page store (without starting another propagation), and each write is recorded as
+agreed as soon as it succeeded: fields first, then the status, so a failed status change is retried
+alone, never with the fields again. A failing pair is retried with backoff and never blocks the others.
+Creation is crash-safe: the pair is recorded before the tool is asked to create the item, and a pair
+found half-made is first matched against what the tool already holds. A target item deleted in its tool
+puts its pair in the state "target gone", said on the run, until a person re-creates or unlinks it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,9 +39,16 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from connectors.base import Connector, ItemRef, Page, ScopeSpec, ToolItem
-from connectors.exceptions import ConnectorError
-from connectors.ingest import PageStore, RowLease, connection_record_health, scope_spec_for
-from connectors.mappings import MappingSet
+from connectors.exceptions import ConnectorError, NotFound
+from connectors.ingest import (
+    PageStore,
+    RowLease,
+    artifacts_mark_deleted,
+    connection_record_health,
+    refresh_rollups_on_commit,
+    scope_spec_for,
+)
+from connectors.mappings import STATUS, TITLE, MappingSet
 from connectors.models import (
     ConflictPolicy,
     FieldFlow,
@@ -64,8 +79,6 @@ from vsm.models import Artifact, ArtifactLink
 logger = logging.getLogger(__name__)
 
 SOURCE, TARGET = "source", "target"
-TITLE = "title"  # the model-level name of an item's title
-STATUS = "status"  # the model-level name of an item's flow state
 RECOVERY_WINDOW = timedelta(minutes=10)  # how far before a half-made creation to look for its item
 BATCH_SIZE = 50  # items per batch: the lease is renewed, and what was made stored, once per batch
 
@@ -115,10 +128,12 @@ def plan_pair(
     target_base: dict[str, Any],
     *,
     policy: str,
-    source_is_newer: bool,
+    source_times: Mapping[str, datetime],
+    target_times: Mapping[str, datetime],
     open_conflicts: dict[str, Any],
 ) -> PairPlan:
-    """Decide, field by field, what flows where; see the module docstring for the rules."""
+    """Decide, field by field, what flows where; see the module docstring for the rules. `*_times`: when
+    each side's value of each field last changed (every flowing field named), for "latest wins"."""
     plan = PairPlan()
     for rule in rules:
         name = rule.model_field
@@ -134,7 +149,7 @@ def plan_pair(
                 plan.accept_target[name] = target_value
             continue
         if source_changed and target_changed:
-            winner = _winner(rule, policy, source_is_newer)
+            winner = _winner(rule, policy, source_times[name] >= target_times[name])
             if winner is None:
                 plan.conflicts[name] = {SOURCE: source_value, TARGET: target_value}
             elif winner == SOURCE:
@@ -198,6 +213,16 @@ def route_for(routes: list[tuple[str, str, str]], values: dict[str, Any], defaul
 def model_values(artifact: Artifact) -> dict[str, Any]:
     """An artifact as the integration compares it: its normalised fields, title and flow state."""
     return {**(artifact.fields or {}), TITLE: artifact.title, STATUS: artifact.flow_state}
+
+
+def change_times(artifact: Artifact, names) -> dict[str, datetime]:
+    """When the artifact's value of each field last changed (Artifact.field_times); its `updated_at`
+    for a field without a time of its own."""
+    stored = artifact.field_times or {}
+    return {
+        name: datetime.fromisoformat(stored[name]) if name in stored else artifact.updated_at
+        for name in names
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -301,18 +326,25 @@ class Writer:
             self.side.connector.create_item, self.side.spec(container), self.side.tool_type, native
         )
 
-    def update(self, artifact: Artifact, values: dict[str, Any]) -> None:
-        ref = ItemRef(native_id=artifact.external_id, key=artifact.key)
-        native = self.native(values)
-        if native:
-            self.writes += 1
-            self.side.connector.update_item(ref, native)
-        state = values.get(STATUS)
-        if state is not None and state != artifact.flow_state:
-            status = self.status_for(state)
-            if status is not None and status != artifact.tool_status:
-                self.writes += 1
-                self.side.connector.transition_item(ref, status)
+    def write_fields(self, artifact: Artifact, values: dict[str, Any]) -> bool:
+        """Write these model values (not the status) to the item; whether a call was made."""
+        native = self.native({name: value for name, value in values.items() if name != STATUS})
+        if not native:
+            return False
+        self.writes += 1
+        self.side.connector.update_item(ItemRef(native_id=artifact.external_id, key=artifact.key), native)
+        return True
+
+    def move(self, artifact: Artifact, state: str) -> bool:
+        """Move the item to the side's preferred status for the flow state; whether a call was made."""
+        if state == artifact.flow_state:
+            return False
+        status = self.status_for(state)
+        if status is None or status == artifact.tool_status:
+            return False
+        self.writes += 1
+        self.side.connector.transition_item(ItemRef(native_id=artifact.external_id, key=artifact.key), status)
+        return True
 
     def status_for(self, state: str) -> str | None:
         statuses = self.side.statuses.get(state) or []
@@ -371,7 +403,7 @@ class IntegrationResult:
     next_retry_at: datetime | None = None
 
 
-COUNTS = ("examined", "created", "updated", "unchanged", "failed", "conflicts", "writes")
+COUNTS = ("examined", "created", "updated", "unchanged", "failed", "conflicts", "gone", "writes")
 
 
 def integration_run(
@@ -586,7 +618,7 @@ class Engine:
         self.run.writes = self.to_target.writes + self.to_source.writes
 
     def _due(self, pair: IntegrationPair) -> bool:
-        if pair.state == PairState.WAITING:
+        if pair.state in (PairState.WAITING, PairState.TARGET_GONE, PairState.UNLINKED):
             return False
         return (
             pair.state != PairState.RETRYING or pair.next_retry_at is None or pair.next_retry_at <= self.now
@@ -625,8 +657,7 @@ class Engine:
         for source, pair, item in made:
             target = targets[item.native_id]
             try:
-                if STATUS in self._flowing_to_target() and target.flow_state != source.flow_state:
-                    self.to_target.update(target, {STATUS: source.flow_state})
+                if STATUS in self._flowing_to_target() and self.to_target.move(target, source.flow_state):
                     moved.append(target.key)
                 if self.integration.write_back_link or self.integration.write_back_path:
                     self.to_source.write_back(source, target, self.integration)
@@ -763,6 +794,50 @@ class Engine:
     # Updating
 
     def _update(self, source: Artifact, pair: IntegrationPair) -> None:
+        target = self._target_of(pair)
+        if target.deleted_at is not None:
+            self._target_gone(pair, target)
+            return
+        plan = self.plan(pair, source, target)
+        if plan.writes:
+            # The store may not hold a person's latest edit of a side yet (its sync or webhook is still
+            # to come): read each side about to be written again and plan on what it holds now.
+            if plan.to_target:
+                target = self._read_again(self.to_target, target)
+                if target.deleted_at is not None:
+                    self._target_gone(pair, target)
+                    return
+            if plan.to_source:
+                source = self._read_again(self.to_source, source)
+                if source.deleted_at is not None:
+                    self.run.unchanged += 1  # no longer among the sources from now on
+                    return
+            plan = self.plan(pair, source, target)
+        if not plan.writes and not plan.conflicts:
+            if plan.accept_source or plan.accept_target or pair.state != PairState.OK:
+                self.agreed(pair, source, target, keep=plan)
+            self.run.unchanged += 1
+            return
+        source, target = self.apply(pair, source, target, plan)
+        if plan.conflicts:
+            self.run.conflicts += 1
+        self.agreed(pair, source, target, keep=plan)
+        if plan.writes:
+            self.run.updated += 1
+
+    @staticmethod
+    def _read_again(writer: Writer, artifact: Artifact) -> Artifact:
+        """The item as its tool holds it now, stored; marked deleted when the tool no longer has it."""
+        try:
+            return writer.read_back(artifact.key)
+        except NotFound:
+            refresh_rollups_on_commit(
+                artifacts_mark_deleted(artifact.connection_id, [artifact.external_id], timezone.now())
+            )
+            artifact.refresh_from_db()
+            return artifact
+
+    def _target_of(self, pair: IntegrationPair) -> Artifact:
         target = pair.target
         if target is None:
             target = Artifact.objects.filter(
@@ -771,36 +846,63 @@ class Engine:
             if target is None:  # made, but not stored yet: read it back now
                 target = self.to_target.read_back(pair.target_key)
             IntegrationPair.objects.filter(pk=pair.pk).update(target=target)
-        if target.deleted_at is not None:
-            self.run.unchanged += 1
-            return
-        source_now, target_now = model_values(source), model_values(target)
-        plan = plan_pair(
+        return target
+
+    def plan(self, pair: IntegrationPair, source: Artifact, target: Artifact) -> PairPlan:
+        names = [rule.model_field for rule in self.rules]
+        return plan_pair(
             self.rules,
-            source_now,
-            target_now,
+            model_values(source),
+            model_values(target),
             pair.source_values,
             pair.target_values,
             policy=self.integration.conflict_policy,
-            source_is_newer=source.updated_at >= target.updated_at,
+            source_times=change_times(source, names),
+            target_times=change_times(target, names),
             open_conflicts=pair.conflicts,
         )
-        if not plan.writes and not plan.conflicts:
-            if plan.accept_source or plan.accept_target or pair.state != PairState.OK:
-                self.agreed(pair, source, target, keep=plan)
-            self.run.unchanged += 1
-            return
-        if plan.to_target:
-            self.to_target.update(target, plan.to_target)
-            target = self.to_target.read_back(target.key)
-        if plan.to_source:
-            self.to_source.update(source, plan.to_source)
-            source = self.to_source.read_back(source.key)
-        if plan.conflicts:
-            self.run.conflicts += 1
-        self.agreed(pair, source, target, keep=plan)
-        if plan.writes:
-            self.run.updated += 1
+
+    def apply(
+        self, pair: IntegrationPair, source: Artifact, target: Artifact, plan: PairPlan
+    ) -> tuple[Artifact, Artifact]:
+        """Make the plan's writes, each side's fields and then its status, each recorded as agreed once
+        it succeeded (a later write failing leaves it done); both sides as they are afterwards."""
+        sides = {SOURCE: source, TARGET: target}
+        for name, writer, values in (
+            (TARGET, self.to_target, plan.to_target),
+            (SOURCE, self.to_source, plan.to_source),
+        ):
+            fields = {field: value for field, value in values.items() if field != STATUS}
+            if fields and writer.write_fields(sides[name], fields):
+                sides[name] = writer.read_back(sides[name].key)
+                self._agree_on(pair, sides[SOURCE], sides[TARGET], fields)
+            if STATUS in values and writer.move(sides[name], values[STATUS]):
+                sides[name] = writer.read_back(sides[name].key)
+                self._agree_on(pair, sides[SOURCE], sides[TARGET], [STATUS])
+        return sides[SOURCE], sides[TARGET]
+
+    @staticmethod
+    def _agree_on(pair: IntegrationPair, source: Artifact, target: Artifact, names) -> None:
+        """Both sides' baselines of these fields become what they now hold (a write that succeeded)."""
+        source_now, target_now = model_values(source), model_values(target)
+        for name in names:
+            pair.source_values[name], pair.target_values[name] = source_now.get(name), target_now.get(name)
+        IntegrationPair.objects.filter(pk=pair.pk).update(
+            source_values=pair.source_values, target_values=pair.target_values
+        )
+
+    def _target_gone(self, pair: IntegrationPair, target: Artifact) -> None:
+        """The target item was deleted in its tool: nothing can be kept in step until a person re-creates
+        or unlinks it (pair_recreate, pair_unlink)."""
+        self.run.gone += 1
+        self.to_target.notes.append(
+            f"{target.key} was deleted in {self.target.scope.connection}: re-create or unlink its pair"
+        )
+        if pair.state != PairState.TARGET_GONE:
+            IntegrationPair.objects.filter(pk=pair.pk).update(
+                state=PairState.TARGET_GONE,
+                last_error=f"{target.key} was deleted in {self.target.scope.connection}",
+            )
 
     def agreed(self, pair: IntegrationPair, source: Artifact, target: Artifact, keep: PairPlan | None = None):
         """Both sides' baselines become what they now hold, but for fields left in conflict."""
@@ -885,6 +987,34 @@ def pairs_retry(integration: Integration) -> int:
     ).update(state=PairState.RETRYING, attempts=0, next_retry_at=None)
 
 
+def pair_recreate(pair: IntegrationPair) -> None:
+    """A pair whose target item is gone makes a new one at the next run (the old one is not looked for)."""
+    IntegrationPair.objects.filter(pk=pair.pk).update(
+        target=None,
+        target_external_id="",
+        target_key="",
+        state=PairState.CREATING,
+        source_values={},
+        target_values={},
+        conflicts={},
+        attempts=0,
+        next_retry_at=None,
+        last_error="",
+        create_started_at=None,
+        last_synced_at=None,
+    )
+
+
+def pair_unlink(pair: IntegrationPair) -> None:
+    """The source item is no longer kept in step with any target: its pair stays, unlinked, so no run
+    makes a new target for it; the trace link to the old target goes."""
+    if pair.target_id is not None:
+        ArtifactLink.objects.filter(
+            source_id=pair.target_id, target_id=pair.source_id, origin=LinkOrigin.SYNC
+        ).delete()
+    IntegrationPair.objects.filter(pk=pair.pk).update(state=PairState.UNLINKED, next_retry_at=None)
+
+
 def pair_conflict_resolve(pair: IntegrationPair, *, take: str, transport=None, sleep=None) -> None:
     """Settle the pair's flagged fields with one side's values: written to the other side now."""
     if take not in (SOURCE, TARGET):
@@ -899,14 +1029,9 @@ def pair_conflict_resolve(pair: IntegrationPair, *, take: str, transport=None, s
             integration=pair.integration, trigger=SyncTrigger.MANUAL, started_at=timezone.now()
         )
         with _engine_for(run, transport, sleep) as engine:
-            source, target = pair.source, pair.target
             chosen = {name: values[take] for name, values in pair.conflicts.items()}
-            if take == SOURCE:
-                engine.to_target.update(target, chosen)
-                target = engine.to_target.read_back(target.key)
-            else:
-                engine.to_source.update(source, chosen)
-                source = engine.to_source.read_back(source.key)
+            plan = PairPlan(to_target=chosen) if take == SOURCE else PairPlan(to_source=chosen)
+            source, target = engine.apply(pair, pair.source, pair.target, plan)
             pair.conflicts = {}
             IntegrationPair.objects.filter(pk=pair.pk).update(conflicts={})
             engine.agreed(pair, source, target)

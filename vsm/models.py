@@ -220,6 +220,12 @@ class Artifact(models.Model):
         null=True, blank=True, help_text="Set when the item vanished from the tool."
     )
     fields = models.JSONField(default=dict, blank=True)
+    field_times = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="When the title, the flow state and each field last changed (ISO instants): "
+        "integrations settle “latest wins” field by field.",
+    )
     value = models.DecimalField(
         max_digits=16, decimal_places=2, null=True, blank=True, help_text="Revenue at stake (internal)."
     )

@@ -165,3 +165,28 @@ def test_run_now_and_a_conflict_resolved_in_admin_write_to_the_tools(
     pair.refresh_from_db()
     assert (pair.state, pair.conflicts) == (PairState.OK, {})
     assert world.jira.issues[pair.target.key].fields["summary"] == "From Targetprocess"
+
+
+@pytest.mark.parametrize(
+    ("action", "state"), [("recreate_target", PairState.CREATING), ("unlink", "unlinked")]
+)
+def test_a_pair_whose_target_was_deleted_is_made_again_or_unlinked_in_admin(
+    staff_client, world, action, state
+):
+    world.salesforce.add_request("Pay by invoice", status="New")
+    world.clock.advance(minutes=2)
+    scope_sync(world.scopes["salesforce"].pk, **world.kwargs())
+    integration_run(world.integrations["to_tp"].pk, **world.kwargs())
+    pair = IntegrationPair.objects.get()
+    IntegrationPair.objects.filter(pk=pair.pk).update(state=PairState.TARGET_GONE)
+    other = IntegrationPair.objects.create(
+        integration=pair.integration, source=pair.target, state=PairState.OK
+    )
+    pairs = reverse("admin:connectors_integrationpair_changelist")
+    response = staff_client.post(
+        pairs, {"action": action, "_selected_action": [pair.pk, other.pk]}, follow=True
+    )
+    assert "1 pairs" in response.content.decode()
+    pair.refresh_from_db()
+    other.refresh_from_db()
+    assert (pair.state, other.state) == (state, PairState.OK)  # only pairs that lost their target

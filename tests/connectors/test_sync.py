@@ -400,3 +400,144 @@ def test_items_changed_during_a_run_wait_in_its_backlog_and_that_run_takes_them(
     assert result.counts["created"] == 2
     assert IntegrationRun.objects.count() == 2  # its own pass, then one for the backlog
     assert not IntegrationBacklog.objects.exists()
+
+
+# --- edits are never lost: order of syncs, per-field recency, writes recorded one by one, deletions -----
+
+
+def _chain(world, policy):
+    """A Salesforce request, its Targetprocess request and that one's Jira epic, all in step."""
+    from connectors.models import Integration
+
+    Integration.objects.filter(pk=world.integrations["to_jira"].pk).update(conflict_policy=policy)
+    world.salesforce.add_request("Pay by invoice", status="New")
+    sync(world, "salesforce")
+    run(world, "to_tp")
+    run(world, "to_jira")
+    pair = IntegrationPair.objects.get(integration=world.integrations["to_jira"])
+    return pair, int(pair.source.external_id), pair.target.key
+
+
+def _titles(world, tp_id, epic):
+    return world.targetprocess.entities[tp_id].name, world.jira.issues[epic].fields["summary"]
+
+
+@pytest.mark.parametrize("synced", ["targetprocess", "jira"])
+@pytest.mark.parametrize(
+    ("policy", "titles", "state"),
+    [
+        ("flag", ("Title from Targetprocess", "Title from Jira"), PairState.CONFLICT),
+        ("target_wins", ("Title from Jira", "Title from Jira"), PairState.OK),
+        ("source_wins", ("Title from Targetprocess", "Title from Targetprocess"), PairState.OK),
+    ],
+)
+def test_a_field_changed_on_both_sides_goes_to_the_policy_whichever_side_is_synced_first(
+    world, synced, policy, titles, state
+):
+    """Only one side's edit is in the store when the engine runs: it reads the side it would write to
+    again, so the other edit counts and the policy decides, instead of being overwritten."""
+    pair, tp_id, epic = _chain(world, policy)
+    world.targetprocess.edit(tp_id, {"Name": "Title from Targetprocess"})
+    world.clock.advance(minutes=1)
+    world.jira.edit(epic, {"summary": "Title from Jira"})
+    sync(world, synced)
+    run(world, "to_jira")
+    assert _titles(world, tp_id, epic) == titles
+    pair.refresh_from_db()
+    assert pair.state == state
+    if state == PairState.CONFLICT:
+        assert pair.conflicts == {
+            "title": {"source": "Title from Targetprocess", "target": "Title from Jira"}
+        }
+
+
+def test_latest_wins_takes_the_latest_edit_of_the_field_not_of_the_item(world):
+    """Targetprocess's title edit comes first, Jira's second; then Targetprocess changes its release
+    (which makes its item the most recently updated): Jira's title, the latest title, stands."""
+    _pair, tp_id, epic = _chain(world, "latest_wins")
+    world.targetprocess.edit(tp_id, {"Name": "Title from Targetprocess"})
+    sync(world, "targetprocess")  # the title's change is seen at its own time
+    world.clock.advance(minutes=5)
+    world.jira.edit(epic, {"summary": "Title from Jira"})
+    world.clock.advance(minutes=5)
+    world.targetprocess.edit(tp_id, {"CustomFields": [{"Name": "Release", "Value": "2026.4"}]})
+    for tool in ("targetprocess", "jira"):
+        sync(world, tool)
+    run(world, "to_jira")
+    assert _titles(world, tp_id, epic) == ("Title from Jira", "Title from Jira")
+
+
+def test_latest_wins_reads_the_field_times_from_the_tools_history(world):
+    """Jira's changelog dates its summary edit before Targetprocess's title edit, though Jira's issue
+    was updated last (its release): Targetprocess's title stands."""
+    _pair, tp_id, epic = _chain(world, "latest_wins")
+    world.jira.edit(epic, {"summary": "Title from Jira"})
+    world.clock.advance(minutes=5)
+    world.targetprocess.edit(tp_id, {"Name": "Title from Targetprocess"})
+    world.clock.advance(minutes=5)
+    world.jira.edit(epic, {"fixVersions": [{"name": "2026.4"}]})
+    for tool in ("targetprocess", "jira"):
+        sync(world, tool)
+    run(world, "to_jira")
+    assert _titles(world, tp_id, epic) == ("Title from Targetprocess", "Title from Targetprocess")
+
+
+def test_a_failed_status_change_is_retried_alone_never_with_the_fields_again(world, settings):
+    from connectors.exceptions import BadRequest
+    from connectors.providers.targetprocess.provider import TargetprocessConnector
+
+    settings.SYNC_RETRY_SECONDS = 0
+    pair, tp_id, epic = _chain(world, "target_wins")
+    world.jira.edit(epic, {"fixVersions": [{"name": "2026.4"}]})
+    world.jira.transition(epic, "In Progress")
+    sync(world, "jira")
+    before = world.writes()["targetprocess"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            TargetprocessConnector,
+            "transition_item",
+            lambda self, ref, status: (_ for _ in ()).throw(BadRequest("the workflow refused")),
+        )
+        assert run(world, "to_jira").counts["failed"] == 1
+    assert world.writes()["targetprocess"] == before + 1  # the release was written
+    assert world.targetprocess.entities[tp_id].custom_fields["Release"] == "2026.4"
+    again = run(world, "to_jira")
+    assert (again.counts["updated"], again.counts["failed"]) == (1, 0)
+    assert world.writes()["targetprocess"] == before + 2  # only the status change, once
+    assert world.targetprocess.states[world.targetprocess.entities[tp_id].state_id].name == "In Progress"
+    pair.refresh_from_db()
+    assert pair.state == PairState.OK
+
+
+def test_an_edit_after_the_target_was_deleted_is_said_and_the_pair_can_be_made_again_or_unlinked(world):
+    from connectors.models import IntegrationRun
+    from connectors.sync import pair_recreate, pair_unlink
+
+    pair, tp_id, epic = _chain(world, "target_wins")
+    world.jira.delete(epic)
+    world.targetprocess.edit(tp_id, {"Name": "Pay by invoice, in euros"})
+    sync(world, "targetprocess")
+    result = run(world, "to_jira")
+    assert (result.counts["gone"], result.counts["unchanged"], result.counts["updated"]) == (1, 0, 0)
+    pair.refresh_from_db()
+    assert pair.state == PairState.TARGET_GONE
+    assert f"{epic} was deleted in Jira" in IntegrationRun.objects.get(pk=result.run_id).message
+    assert Artifact.objects.get(key=epic).deleted_at is not None
+    assert run(world, "to_jira").counts["gone"] == 0  # said once; the pair waits for a person
+
+    pair_recreate(pair)
+    assert run(world, "to_jira").counts["created"] == 1
+    pair.refresh_from_db()
+    assert pair.state == PairState.OK and pair.target.key != epic
+    assert world.jira.issues[pair.target.key].fields["summary"] == "Pay by invoice, in euros"
+
+    world.jira.delete(pair.target.key)
+    world.targetprocess.edit(tp_id, {"Name": "Pay by invoice, in pounds"})
+    sync(world, "targetprocess")
+    run(world, "to_jira")
+    pair.refresh_from_db()
+    pair_unlink(pair)
+    for _ in range(2):
+        assert run(world, "to_jira").counts["created"] == 0
+    pair.refresh_from_db()
+    assert pair.state == PairState.UNLINKED

@@ -49,6 +49,25 @@ def status_changes(histories: list[dict[str, Any]]) -> list[StatusChange]:
     return changes
 
 
+def field_change_times(histories: list[dict[str, Any]]) -> dict[str, datetime]:
+    """When each field last changed, by the id `fields` holds it under, the summary also as "title".
+
+    Cloud names the field in `fieldId`; older Data Center changelogs only in `field`, the id of most
+    system fields (summary, labels) but a display name for others ("Fix Version", custom fields), kept
+    as it is: no mapping path reads it, so those fields' times come from the reads (connectors.mappings).
+    """
+    times: dict[str, datetime] = {}
+    for history in histories:
+        at = parse_jira_time(history["created"])
+        for change in history.get("items", []):
+            name = change.get("fieldId") or change.get("field")
+            if isinstance(name, str) and name and (name not in times or times[name] < at):
+                times[name] = at
+    if "summary" in times:
+        times["title"] = times["summary"]
+    return times
+
+
 def issue_links(fields: dict[str, Any], epic_link_field: str) -> list[ToolLink]:
     links = []
     parent = fields.get("parent")
@@ -103,6 +122,7 @@ def issue_to_item(
         changelog=status_changes(histories),
         links=issue_links(fields, epic_link_field),
         raw=issue,
+        field_times=field_change_times(histories),
     )
 
 
