@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from connectors.fakes.jira import FakeJira
+from connectors.fakes.jira import FakeJira, TransitionRule
 from connectors.models import Scope, ToolConnection
 from tests.factories import ProductFactory, map_types
 from vsm.choices import FlowState
@@ -19,6 +19,15 @@ STATUS_MAP = {
     "In Review": FlowState.WAITING,
     "Done": FlowState.DONE,
 }
+# The same workflow where nothing goes straight to Done: To Do -> In Progress -> In Review -> Done, and
+# back one step at a time.
+STEPWISE_TRANSITIONS = [
+    TransitionRule("Start", "In Progress", ("To Do",)),
+    TransitionRule("Review", "In Review", ("In Progress",)),
+    TransitionRule("Approve", "Done", ("In Review",)),
+    TransitionRule("Rework", "In Progress", ("In Review", "Done")),
+    TransitionRule("Stop", "To Do", ("In Progress",)),
+]
 TYPE_MAP = {"Epic": "epic", "Story": "story", "Task": "task", "Bug": "defect", "Sub-task": "task"}
 
 

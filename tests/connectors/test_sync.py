@@ -541,3 +541,19 @@ def test_an_edit_after_the_target_was_deleted_is_said_and_the_pair_can_be_made_a
         assert run(world, "to_jira").counts["created"] == 0
     pair.refresh_from_db()
     assert pair.state == PairState.UNLINKED
+
+
+def test_a_status_the_target_reaches_only_through_other_statuses_is_walked_to(world):
+    from tests.connectors.conftest import STEPWISE_TRANSITIONS
+
+    pair, tp_id, epic = _chain(world, "target_wins")
+    world.jira.projects["CHK"].transitions = [
+        (str(11 + 10 * number), rule) for number, rule in enumerate(STEPWISE_TRANSITIONS)
+    ]
+    world.targetprocess.transition(tp_id, "Done")
+    sync(world, "targetprocess")
+    result = run(world, "to_jira")
+    assert (result.counts["updated"], result.counts["failed"]) == (1, 0)
+    assert world.jira.issues[epic].status == "Done"
+    pair.refresh_from_db()
+    assert pair.state == PairState.OK

@@ -46,6 +46,8 @@ BASE_FIELDS = (
 )
 CHANGELOG_PAGE = 100
 LINK_TYPE_NAMES = {"implements": "Implements", "fixes": "Fixes", "derived_from": "Cloners"}
+MAX_WORKFLOW_STEPS = 10
+CATEGORY_RANKS = {"new": 0, "indeterminate": 1, "done": 2}  # Jira's status categories, in order
 
 
 @register_connector
@@ -80,6 +82,7 @@ class JiraConnector(Connector):
         self.api = "rest/api/3" if self.flavour == CLOUD else "rest/api/2"
         self.epic_link_field = installation.options.get("epic_link_field") or DEFAULT_EPIC_LINK_FIELD
         self._time_zone: ZoneInfo | None = None
+        self._status_categories: dict[str, str] | None = None
         self.http = HttpClient(
             installation.base_url.rstrip("/") + "/",
             auth=self._auth(),
@@ -206,17 +209,53 @@ class JiraConnector(Connector):
         self.http.put_json(f"rest/api/2/issue/{ref.key}", {"fields": fields})
 
     def transition_item(self, ref: ItemRef, to_status: str) -> None:
-        available = self.http.get_json(f"rest/api/2/issue/{ref.key}/transitions").get("transitions", [])
-        for transition in available:
-            if (transition.get("to") or {}).get("name", "").casefold() == to_status.casefold():
-                self.http.post_json(
-                    f"rest/api/2/issue/{ref.key}/transitions", {"transition": {"id": transition["id"]}}
-                )
+        """Move the issue to `to_status`, through the workflow's intermediate statuses where no transition
+        goes there directly (To Do -> In Progress -> In Review -> Done).
+
+        Jira lists only the transitions offered from the issue's current status, so the walk goes step
+        by step: a transition into the target when one is offered, else one into a status not visited
+        yet whose category (To Do, In Progress, Done) is nearest the target's; each step is a transition
+        of its own, at most MAX_WORKFLOW_STEPS. Where no offered transition leads on, BadRequest says
+        where the walk stopped and what was offered there.
+        """
+        wanted = to_status.casefold()
+        target_rank = self._category_rank(to_status, ref)
+        issue = self.http.get_json(f"rest/api/2/issue/{ref.key}", params={"fields": "status"})
+        walked = [issue["fields"]["status"]["name"]]
+        for _ in range(MAX_WORKFLOW_STEPS):
+            if walked[-1].casefold() == wanted:
                 return
-        reachable = ", ".join(sorted({(t.get("to") or {}).get("name", "?") for t in available})) or "none"
-        raise BadRequest(
-            f"{ref.key} cannot move to “{to_status}” from its current status; reachable: {reachable}"
-        )
+            offered = self.http.get_json(f"rest/api/2/issue/{ref.key}/transitions").get("transitions", [])
+            seen = {status.casefold() for status in walked}
+            direct = [t for t in offered if _to_name(t).casefold() == wanted]
+            onward = [t for t in offered if _to_name(t).casefold() not in seen]
+            if not direct and not onward:
+                choices = ", ".join(f"{t.get('name', '?')} (to {_to_name(t)})" for t in offered) or "nothing"
+                raise BadRequest(
+                    f"{ref.key} cannot move to “{to_status}”: walked {' -> '.join(walked)}, where the "
+                    f"workflow offers {choices}; add the missing transition or map another status"
+                )
+            step = direct[0] if direct else min(onward, key=lambda t: abs(_category_rank(t) - target_rank))
+            self.http.post_json(f"rest/api/2/issue/{ref.key}/transitions", {"transition": {"id": step["id"]}})
+            walked.append(_to_name(step))
+        if walked[-1].casefold() != wanted:
+            raise BadRequest(
+                f"{ref.key} did not reach “{to_status}” in {MAX_WORKFLOW_STEPS} transitions: "
+                f"walked {' -> '.join(walked)}"
+            )
+
+    def _category_rank(self, status: str, ref: ItemRef) -> int:
+        """Where the status's category stands in To Do -> In Progress -> Done; BadRequest for a status
+        Jira does not have."""
+        if self._status_categories is None:
+            self._status_categories = {
+                str(found.get("name", "")).casefold(): ((found.get("statusCategory") or {}).get("key") or "")
+                for found in self.http.get_json("rest/api/2/status")
+            }
+        category = self._status_categories.get(status.casefold())
+        if category is None:
+            raise BadRequest(f"{ref.key} cannot move to “{status}”: Jira has no status of that name")
+        return CATEGORY_RANKS.get(category, 1)
 
     def title_path(self, item_type: str) -> str:
         return "summary"
@@ -246,6 +285,14 @@ class JiraConnector(Connector):
             f"rest/api/2/issue/{ref.key}/remotelink",
             {"globalId": f"vsm-portal={url}", "object": {"url": url, "title": title or url}},
         )
+
+
+def _to_name(transition: dict) -> str:
+    return str((transition.get("to") or {}).get("name", "?"))
+
+
+def _category_rank(transition: dict) -> int:
+    return CATEGORY_RANKS.get(((transition.get("to") or {}).get("statusCategory") or {}).get("key", ""), 1)
 
 
 class BearerAuth(httpx.Auth):

@@ -6,8 +6,9 @@ import pytest
 
 from connectors.base import ItemRef, ScopeSpec, ToolLink
 from connectors.exceptions import AuthError, BadRequest, NotFound, RateLimited
+from connectors.fakes.jira import TransitionRule
 from connectors.selectors import connector_instance
-from tests.connectors.conftest import make_jira_world
+from tests.connectors.conftest import STEPWISE_TRANSITIONS, WORKFLOW, make_jira_world
 
 pytestmark = pytest.mark.django_db
 
@@ -155,6 +156,50 @@ def test_a_transition_the_workflow_does_not_offer_says_what_is_reachable(jira_wo
     key = world.story("Story")
     with pytest.raises(BadRequest, match="cannot move to “Shipped”"):
         connector(world).transition_item(ItemRef("", key), "Shipped")
+
+
+def history_of(world, key) -> list[str]:
+    return [
+        item["toString"]
+        for history in world.fake.issues[key].histories
+        for item in history.items
+        if item.get("field") == "status"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("start", "to", "walk"),
+    [
+        ("To Do", "Done", ["In Progress", "In Review", "Done"]),
+        ("Done", "To Do", ["In Progress", "To Do"]),
+        ("In Progress", "In Review", ["In Review"]),
+    ],
+)
+def test_a_status_reached_only_through_others_is_walked_to_step_by_step(any_jira_world, start, to, walk):
+    world = any_jira_world
+    world.fake.add_project("WF", statuses=WORKFLOW, transitions=STEPWISE_TRANSITIONS)
+    key = world.fake.add_issue("WF", "Story", "Walk me", status=start)
+    before = history_of(world, key)
+    connector(world).transition_item(ItemRef("", key), to)
+    assert world.fake.issues[key].status == to
+    assert history_of(world, key)[len(before) :] == walk
+
+
+def test_a_walk_that_cannot_go_on_says_where_it_stopped_and_what_was_offered(jira_world):
+    world = jira_world
+    dead_end = [
+        TransitionRule("Start", "In Progress", ("To Do",)),
+        TransitionRule("Review", "In Review", ("In Progress",)),
+        TransitionRule("Rework", "In Progress", ("In Review",)),
+    ]
+    world.fake.add_project("WF", statuses=WORKFLOW, transitions=dead_end)
+    key = world.fake.add_issue("WF", "Story", "Stuck")
+    with pytest.raises(BadRequest) as raised:
+        connector(world).transition_item(ItemRef("", key), "Done")
+    assert str(raised.value) == (
+        f"{key} cannot move to “Done”: walked To Do -> In Progress -> In Review, where the workflow offers "
+        "Rework (to In Progress); add the missing transition or map another status"
+    )
 
 
 def test_the_legacy_search_is_gone_on_cloud(jira_world):
