@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any, ClassVar
 
@@ -26,6 +26,11 @@ class Feature(enum.StrEnum):
     WRITE = "write"
     WEBHOOKS = "webhooks"
     LINKS = "links"
+
+
+# How far a tool's clock may be from ours, when the engine looks for what a call it made at a time of
+# its own clock did in the tool.
+CLOCK_SKEW = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -233,8 +238,30 @@ class Connector:
         raise ConnectorError(f"{self.name} cannot list items")
 
     # Writing
-    def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
+    def create_item(
+        self, scope: ScopeSpec, item_type: str, fields: dict[str, Any], *, marker: str = ""
+    ) -> ToolItem:
+        """Create an item in the scope's container. `marker`: a token the engine made for this creation,
+        which a provider that can keeps on the item out of sight, for `find_created`."""
         raise ConnectorError(f"{self.name} cannot create items")
+
+    def find_created(
+        self, scope: ScopeSpec, item_type: str, *, marker: str, title: str, started: datetime
+    ) -> list[ToolItem]:
+        """The items an earlier `create_item(..., marker=marker)` that started at `started` (the engine's
+        clock) may have made, when its answer was lost: the one with the marker where the tool keeps
+        markers, else those of the type with the title created since then (the engine takes the first
+        no other pair holds). It must see every item created before the call, whatever a search index
+        says, or a retry makes a second item. This default reads the scope's changes since `started`
+        less CLOCK_SKEW, right for tools whose lists come from their database; providers whose lists
+        come from an eventually consistent search override it."""
+        since = started - CLOCK_SKEW
+        return [
+            item
+            for page in self.read_changes(scope, since)
+            for item in page.items
+            if item.item_type == item_type and item.title == title and item.created >= since
+        ]
 
     def update_item(self, ref: ItemRef, fields: dict[str, Any]) -> None:
         raise ConnectorError(f"{self.name} cannot update items")

@@ -598,6 +598,12 @@ class IntegrationPair(models.Model):
     next_retry_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     create_started_at = models.DateTimeField(null=True, blank=True)
+    create_marker = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Made for each attempt to create the target item and kept on it where the tool can: "
+        "a retry after a lost answer finds that item instead of making a second one.",
+    )
     last_synced_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -26,6 +26,7 @@ puts its pair in the state "target gone", said on the run, until a person re-cre
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -79,7 +80,6 @@ from vsm.models import Artifact, ArtifactLink
 logger = logging.getLogger(__name__)
 
 SOURCE, TARGET = "source", "target"
-RECOVERY_WINDOW = timedelta(minutes=10)  # how far before a half-made creation to look for its item
 BATCH_SIZE = 50  # items per batch: the lease is renewed, and what was made stored, once per batch
 
 
@@ -311,7 +311,7 @@ class Writer:
                 paths[mapping.tool_path] = native_value
         return connector.write_fields(self.side.tool_type, paths)
 
-    def creation(self, values: dict[str, Any], container: str) -> Callable[[], ToolItem]:
+    def creation(self, values: dict[str, Any], container: str, marker: str) -> Callable[[], ToolItem]:
         """The call that creates the item, its fields worked out here; it may run in another thread."""
         native = self.native(values)
         path, value = self.side.condition
@@ -323,7 +323,11 @@ class Writer:
             )
         self.writes += 1
         return partial(
-            self.side.connector.create_item, self.side.spec(container), self.side.tool_type, native
+            self.side.connector.create_item,
+            self.side.spec(container),
+            self.side.tool_type,
+            native,
+            marker=marker,
         )
 
     def write_fields(self, artifact: Artifact, values: dict[str, Any]) -> bool:
@@ -636,7 +640,7 @@ class Engine:
             for source, _ in items:
                 pair = pairs[source.pk]
                 if pair.pk in fresh:
-                    creating[pool.submit(self._creation(source))] = (source, pair)
+                    creating[pool.submit(self._creation(source, pair.create_marker))] = (source, pair)
                     continue
                 try:
                     made.append((source, pair, self._remake(source, pair)))
@@ -699,6 +703,7 @@ class Engine:
                     source=source,
                     state=PairState.CREATING,
                     create_started_at=stamp,
+                    create_marker=uuid.uuid4().hex,
                 )
                 for source, pair in items
                 if pair is None
@@ -720,18 +725,23 @@ class Engine:
         }
         return pairs, fresh
 
-    def _creation(self, source: Artifact) -> Callable[[], ToolItem]:
+    def _container(self, source: Artifact) -> str:
         default = self.integration.default_container or self.target.scope.query
-        return self.to_target.creation(
-            self._creation_values(source), route_for(self.routes, model_values(source), default)
-        )
+        return route_for(self.routes, model_values(source), default)
+
+    def _creation(self, source: Artifact, marker: str) -> Callable[[], ToolItem]:
+        return self.to_target.creation(self._creation_values(source), self._container(source), marker)
 
     def _remake(self, source: Artifact, pair: IntegrationPair) -> ToolItem:
-        """After an earlier attempt: the item it made, found in the target tool, or a new one."""
+        """After an earlier attempt: the item it made, found in the target tool, or a new one (recorded
+        with its own start and marker before the tool is asked)."""
         made = self._made_before(source, pair) if pair.create_started_at is not None else None
         if made is None:
-            IntegrationPair.objects.filter(pk=pair.pk).update(create_started_at=timezone.now())
-            made = self._creation(source)()
+            pair.create_started_at, pair.create_marker = timezone.now(), uuid.uuid4().hex
+            IntegrationPair.objects.filter(pk=pair.pk).update(
+                create_started_at=pair.create_started_at, create_marker=pair.create_marker
+            )
+            made = self._creation(source, pair.create_marker)()
         self._record_made(pair, made)
         return made
 
@@ -770,26 +780,24 @@ class Engine:
         return created
 
     def _made_before(self, source: Artifact, pair: IntegrationPair) -> ToolItem | None:
-        """The item a crashed run may have created: known by id, or new in the tool with the title."""
-        connector, spec = self.target.connector, self.target.spec()
+        """The item an earlier attempt may have created: known by id, or found by the target's provider
+        from the attempt's marker (Connector.find_created), not one another pair holds."""
+        connector = self.target.connector
         if pair.target_key:
-            return connector.read_item(pair.target_key, spec)
-        since = pair.create_started_at - RECOVERY_WINDOW
+            return connector.read_item(pair.target_key, self.target.spec())
         claimed = set(
             IntegrationPair.objects.filter(integration=self.integration)
             .exclude(pk=pair.pk)
             .values_list("target_external_id", flat=True)
         )
-        for page in connector.read_changes(spec, since):
-            for item in page.items:
-                if (
-                    item.title == source.title
-                    and item.item_type == self.target.tool_type
-                    and item.created >= since
-                    and item.native_id not in claimed
-                ):
-                    return item
-        return None
+        found = connector.find_created(
+            self.target.spec(self._container(source)),
+            self.target.tool_type,
+            marker=pair.create_marker,
+            title=source.title,
+            started=pair.create_started_at,
+        )
+        return next((item for item in found if item.native_id not in claimed), None)
 
     # Updating
 
@@ -1001,6 +1009,7 @@ def pair_recreate(pair: IntegrationPair) -> None:
         next_retry_at=None,
         last_error="",
         create_started_at=None,
+        create_marker="",
         last_synced_at=None,
     )
 

@@ -14,7 +14,23 @@ Flavours
     Both: ``myself``, ``serverInfo``, ``project``, ``status``, ``issue/{idOrKey}`` (GET with ``fields``
     and ``expand=changelog``, PUT, DELETE), ``POST issue``, ``issue/{key}/changelog`` (page bean),
     ``issue/{key}/transitions`` (GET, POST), ``POST issueLink``, ``issueLinkType``,
-    ``issue/{key}/remotelink`` (GET, POST; the same ``globalId`` updates instead of duplicating).
+    ``issue/{key}/remotelink`` (GET, POST; the same ``globalId`` updates instead of duplicating),
+    ``issue/{key}/properties`` (GET: the keys) and ``issue/{key}/properties/{propertyKey}`` (GET, PUT,
+    DELETE).
+
+Entity properties
+    Apps' own JSON on an issue, outside its fields: ``POST issue`` takes ``"properties": [{"key",
+    "value"}]`` beside ``fields`` (keys up to 255 characters; a bad shape is a 400); ``GET issue/{key}``
+    renders ``"properties": {key: value}`` only when asked with ``properties=key1,key2`` or ``*all``;
+    PUT of one answers 201 when created, 200 when replaced. Setting one is no edit: neither ``updated``
+    nor the changelog moves, as in Jira.
+
+Search consistency
+    Atlassian documents JQL search as eventually consistent. With ``search_lag`` set (zero by default:
+    search is current and nothing extra is kept), both search endpoints see each issue as it was that
+    long ago by the fake's clock: a new issue is missing, an edited, transitioned or linked one shows
+    its former fields, status, ``updated`` and changelog (and JQL filters and orders on those), a deleted
+    one lingers. ``GET issue/{key}``, its changelog and transitions are always current.
 
 Changelog
     Every edit, transition, link and remote link adds a history and bumps ``updated``. Entering a
@@ -35,21 +51,23 @@ JQL (parsed strictly; anything else is a 400 in Jira's error shape)
 Programmatic API (tests and the demo generator; no HTTP needed)
     ``add_user``, ``add_project`` (statuses with categories new/indeterminate/done, ``TransitionRule``),
     ``add_custom_field``, ``add_link_type``, ``add_issue`` (backdated, with status histories),
-    ``transition``, ``edit``, ``link``, ``add_remote_link``, ``delete``; faults ``rate_limit``, ``fail``,
-    ``slow``, ``malformed``, ``clear_faults``; ``requests`` (a Counter keyed "METHOD endpoint") and
-    ``writes``; ``now`` is the clock for changes made without an explicit instant.
+    ``transition``, ``edit``, ``link``, ``add_remote_link``, ``set_issue_property``, ``delete``;
+    ``Issue.properties``; faults ``rate_limit``, ``fail``, ``slow``, ``malformed``, ``set_search_lag``
+    (or the ``search_lag`` property), ``clear_faults``; ``requests`` (a Counter keyed "METHOD endpoint")
+    and ``writes``; ``now`` is the clock for changes made without an explicit instant.
 
 Control endpoints: FAKE-ONLY, never on a real Jira. No credentials; never faulted or counted.
     POST /_fake/reset        {"flavour"?, "time_zone"?, "embedded_changelog_limit"?}: an empty site
     POST /_fake/faults       {"rate_limit": {"count", "retry_after"?}, "fail": {"count", "status"?},
-                              "slow": {"count", "seconds"}, "malformed": ["KEY-1"], "clear": true}
+                              "slow": {"count", "seconds"}, "malformed": ["KEY-1"],
+                              "search_lag": seconds, "clear": true (also sets the lag back to 0)}
     GET  /_fake/stats        request counters, writes, pending faults, issue count
     POST /_fake/clock        {"now": "2026-03-01T10:30:00+00:00"} freezes the clock; {"now": null} frees it
     POST /_fake/users        {"email", "token", "display_name"?, "time_zone"?, "account_id"?, "name"?}
     POST /_fake/projects     {"key", "name"?, "statuses"?: {"To Do": "new", ...},
                               "transitions"?: [{"name", "to", "from"?: [...]}], "issue_types"?: [...]}
     POST /_fake/issues       {"project", "issue_type", "summary", "status"?, "created"?, "updated"?,
-                              "fields"?, "parent"?, "reporter"?,
+                              "fields"?, "parent"?, "reporter"?, "properties"?: {key: value},
                               "histories"?: [{"at", "from", "to", "author"?}]}  -> 201 {"id", "key"}
     POST /_fake/issues/{key}/transition   {"to", "at"?, "author"?}
     POST /_fake/issues/{key}/edit         {"fields", "at"?, "author"?}
@@ -67,9 +85,10 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from connectors.fakes.query import regex_tokens
@@ -133,6 +152,11 @@ CLOUD_ID_ONLY_PAGE_CAP = 5000  # Cloud serves big pages only for id/key-only req
 CLOUD_PAGE_CAP = 100
 DATACENTER_PAGE_CAP = 1000  # the admin-configurable default
 CHANGELOG_PAGE_CAP = 100
+PROPERTY_KEY_MAX = 255
+PROPERTY_VALUE_MAX = 32768  # characters of the value's JSON
+MAX_SEARCH_LAG = timedelta(days=365)
+# When the issues that already exist as a search lag is switched on were indexed: long ago, for any clock.
+ALWAYS_INDEXED = datetime.min.replace(tzinfo=UTC)
 
 ISSUE_NOT_FOUND = "Issue does not exist or you do not have permission to see it."
 LEGACY_SEARCH_GONE = (
@@ -142,6 +166,7 @@ LEGACY_SEARCH_GONE = (
 NOT_AUTHENTICATED = "You are not authenticated. Authentication required to perform this operation."
 UNBOUNDED_JQL = "Unbounded JQL queries are not allowed here. Please add a search restriction to your query."
 ADF_REQUIRED = "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+PROPERTIES_SHAPE = '\'properties\' must be a list of {"key": "...", "value": ...} objects.'
 
 
 class JiraError(HttpError):
@@ -252,10 +277,23 @@ class Issue:
     resolved: datetime | None = None
     histories: list[History] = field(default_factory=list)
     remote_links: list[RemoteLink] = field(default_factory=list)
+    # Entity properties (key -> any JSON value): apps' own data, outside fields, changelog and `updated`.
+    properties: dict[str, Any] = field(default_factory=dict)
 
     @property
     def number(self) -> int:
         return int(self.key.rsplit("-", 1)[1])
+
+
+@dataclass
+class IssueSnapshot:
+    """An issue as search sees it from `indexed` on (the fake clock's instant of the write that made
+    this state), with the links and children it had then; `issue` is None from its deletion on."""
+
+    indexed: datetime
+    issue: Issue | None
+    links: list[IssueLink] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -443,6 +481,7 @@ class FakeJira(FakeApp):
         time_zone: str = "Asia/Shanghai",
         now: Callable[[], datetime] | None = None,
         embedded_changelog_limit: int = 100,
+        search_lag: timedelta | float = 0,
     ) -> None:
         super().__init__(now)
         control = self.control.add
@@ -458,6 +497,8 @@ class FakeJira(FakeApp):
         control("POST", rf"{CONTROL_PREFIX}/issues/(?P<key>[^/]+)/edit", self._control_edit, "edit")
         control("POST", rf"{CONTROL_PREFIX}/links", self._control_link, "links")
         self.reset(flavour, time_zone, embedded_changelog_limit)
+        if search_lag:
+            self.search_lag = search_lag
 
     @locked
     def reset(
@@ -488,9 +529,13 @@ class FakeJira(FakeApp):
         self.link_types: dict[str, LinkType] = {}
         self.issues: dict[str, Issue] = {}  # by key
         self._children: dict[str, list[str]] = {}  # parent key -> child keys, so rendering stays linear
-        # Search results per (query, zone), valid while nothing that searches see has changed.
+        # Search results per (query, zone), valid while nothing that searches see has changed; under a
+        # search lag per (query, zone, lag), also only while the lagged instant stays in a window.
         self._revision = 0
-        self._search_cache: dict[tuple, tuple[int, list, list]] = {}
+        self._search_cache: dict[tuple, tuple] = {}
+        # Eventually consistent search (see `set_search_lag`): zero, and no snapshots, unless set.
+        self._search_lag = timedelta(0)
+        self._search_snapshots: dict[str, list[IssueSnapshot]] = {}  # issue key -> oldest first
         self.links: list[IssueLink] = []
         self.malformed_keys: set[str] = set()
         self._issue_keys_by_id: dict[str, str] = {}
@@ -517,7 +562,13 @@ class FakeJira(FakeApp):
 
     @locked
     def restore(self, state: dict[str, Any]) -> None:
+        """Issue properties, the search lag and the search snapshots are tool state like the issues:
+        saved with them, they come back as they were, so a restored site searches exactly as it did
+        (the lagged instant follows the clock given on loading). A state saved before they existed comes
+        back with no properties and no lag."""
         super().restore(state)
+        for issue in self.issues.values():
+            vars(issue).setdefault("properties", {})
         self._build_routes()  # the flavour's API, not the constructor's default
 
     @property
@@ -630,6 +681,7 @@ class FakeJira(FakeApp):
         histories: Iterable[Sequence[Any]] = (),
         parent: str | None = None,
         reporter: User | str | None = None,
+        properties: dict[str, Any] | None = None,
     ) -> str:
         """Create an issue, possibly backdated, and return its key.
 
@@ -639,8 +691,12 @@ class FakeJira(FakeApp):
         time order, recorded as given: real changelogs are not always continuous (a workflow migration
         leaves gaps). The issue starts in the first history's from-status (else `status`, else the
         workflow's first) and ends in `status` when given, else in the last history's to-status.
+        `properties` are entity properties (key -> JSON value), as create's ``properties`` list sets.
         """
         project_record = self._project(project)
+        stored_properties = self._parse_properties(
+            [{"key": name, "value": value} for name, value in (properties or {}).items()]
+        )
         created_at = to_jira_instant(created) if created is not None else self._clock()
         changes = [
             (to_jira_instant(at), from_status, to_status, self._user(author[0] if author else None))
@@ -663,6 +719,7 @@ class FakeJira(FakeApp):
             reporter=self._user(reporter),
             at=created_at,
             status=changes[0][1] if changes else status,
+            properties=stored_properties,
         )
         for at, from_status, to_status, author in changes:
             self._commit(
@@ -672,6 +729,7 @@ class FakeJira(FakeApp):
             issue.status = status
         issue.updated = updated_at
         self._revision += 1
+        self._snapshot(issue)
         return issue.key
 
     @locked
@@ -720,39 +778,103 @@ class FakeJira(FakeApp):
         return self._put_remote_link(self._issue(key), body, instant, self._user(author))
 
     @locked
+    def set_issue_property(self, key: str, property_key: str, value: Any) -> bool:
+        """Set an entity property of an issue (any JSON value); whether it was created. Like Jira, this
+        leaves `updated` and the changelog alone."""
+        issue = self._issue(key)
+        ((name, stored),) = self._parse_properties([{"key": property_key, "value": value}]).items()
+        created = name not in issue.properties
+        issue.properties[name] = stored
+        return created
+
+    @locked
     def delete(self, key: str) -> None:
         """Delete an issue with its sub-tasks and links; other children lose their parent."""
         issue = self._issue(key)
+        touched = {issue.parent} if issue.parent else set()  # issues whose rendering changes with it
         for child in [self.issues[child_key] for child_key in self._children.pop(issue.key, [])]:
             if child.issue_type.subtask:
                 self.delete(child.key)
             else:
                 child.parent = None
-        if issue.parent:
-            self._children.get(issue.parent, []).remove(issue.key)
+                touched.add(child.key)
+        siblings = self._children.get(issue.parent, []) if issue.parent else []
+        if issue.key in siblings:  # not when its parent's deletion took the list already
+            siblings.remove(issue.key)
+        if self._search_lag:
+            touched.update(
+                link.target if link.source == issue.key else link.source
+                for link in self.links
+                if issue.key in (link.source, link.target)
+            )
         self.links = [link for link in self.links if issue.key not in (link.source, link.target)]
         del self.issues[issue.key], self._issue_keys_by_id[issue.id]
         self.malformed_keys.discard(issue.key)
         self._revision += 1
+        self._snapshot(*(self.issues[other] for other in sorted(touched) if other in self.issues))
+        self._snapshot_deletion(issue.key)
 
     @locked
     def malformed(self, key: str) -> None:
         """From now on render `key` broken (``fields.created`` "not-a-date", no ``fields.status``)."""
         self.malformed_keys.add(self._issue(key).key)
 
+    @property
+    def search_lag(self) -> timedelta:
+        """How far behind the fake's clock search sees the site (zero: search is current)."""
+        return self._search_lag
+
+    @search_lag.setter
+    def search_lag(self, lag: timedelta | float) -> None:
+        self.set_search_lag(lag.total_seconds() if isinstance(lag, timedelta) else lag)
+
+    @locked
+    def set_search_lag(self, seconds: float) -> None:
+        """Make search eventually consistent, as Atlassian documents JQL search: from now on both
+        search endpoints see every issue as it was `seconds` ago by the fake's clock, so an issue
+        created less than that ago is missing, one edited, transitioned or linked less than that ago
+        shows as it was before (fields, status, `updated`, changelog; JQL filters and orders on those),
+        and a deleted one still shows for that long. GET of one issue, its changelog and transitions
+        stay current. A change counts as made at the fake clock's instant of the call, even one
+        backdated with `at`; issues that exist when a lag is switched on count as indexed long ago.
+        States no search can see any more are dropped as the clock moves on (setting it back does not
+        bring them back). Zero (the default) is search as it always was, with no snapshots kept. Also
+        ``{"search_lag": seconds}`` on ``POST /_fake/faults``; cleared with the other faults."""
+        try:
+            lag = timedelta(seconds=float(seconds))
+        except (OverflowError, TypeError, ValueError) as error:
+            raise ValueError(f"search_lag must be a number of seconds, not {seconds!r}") from error
+        if not timedelta(0) <= lag <= MAX_SEARCH_LAG:
+            raise ValueError(f"search_lag must be between 0 and {MAX_SEARCH_LAG.total_seconds():.0f} seconds")
+        if lag == self._search_lag:
+            return
+        if not lag:
+            self._search_snapshots = {}
+        elif not self._search_lag:
+            self._search_snapshots = {
+                issue.key: [self._issue_snapshot(issue, ALWAYS_INDEXED)] for issue in self.issues.values()
+            }
+        self._search_lag = lag
+        self._revision += 1
+
     @locked
     def clear_faults(self) -> None:
         super().clear_faults()
         self.malformed_keys.clear()
+        self.set_search_lag(0)
 
     def configure_faults(self, settings: dict[str, Any]) -> None:
         super().configure_faults(settings)
         for key in settings.get("malformed", ()):
             self.malformed(key)
+        if "search_lag" in settings:
+            self.set_search_lag(settings["search_lag"])
 
     def stats(self) -> dict[str, Any]:
+        stats = super().stats()
         return {
-            **super().stats(),
+            **stats,
+            "faults": {**stats["faults"], "search_lag": self._search_lag.total_seconds()},
             "flavour": self.flavour,
             "issues": len(self.issues),
             "malformed": sorted(self.malformed_keys),
@@ -828,6 +950,77 @@ class FakeJira(FakeApp):
     def _user_reference(self, user: User) -> str:
         return user.account_id if self.cloud else user.name
 
+    def _parse_properties(self, raw: Any) -> dict[str, Any]:
+        """Create's ``properties`` list -> key: value; a bad shape is a 400 before anything is made."""
+        if raw is None:
+            return {}
+        if not isinstance(raw, list):
+            raise JiraError(400, [PROPERTIES_SHAPE])
+        parsed = {}
+        for entry in raw:
+            if not isinstance(entry, dict) or not isinstance(entry.get("key"), str) or "value" not in entry:
+                raise JiraError(400, [PROPERTIES_SHAPE])
+            parsed[_property_key(entry["key"])] = _property_value(entry["value"])
+        return parsed
+
+    # Search snapshots (only while a search lag is set) -------------------------------------------------
+
+    def _issue_snapshot(self, issue: Issue, indexed: datetime) -> IssueSnapshot:
+        """A copy of what search renders of `issue` now: the containers its changes replace or grow are
+        copied, the records inside them (users, histories, links) never change once made."""
+        copy = replace(
+            issue,
+            fields=dict(issue.fields),
+            histories=list(issue.histories),
+            remote_links=list(issue.remote_links),
+            properties=dict(issue.properties),
+        )
+        links = [link for link in self.links if issue.key in (link.source, link.target)]
+        return IssueSnapshot(indexed, copy, links, list(self._children.get(issue.key, ())))
+
+    def _snapshot(self, *issues: Issue) -> None:
+        """Keep the issues as they stand for search to see once the lag has passed; nothing without a lag."""
+        if not self._search_lag:
+            return
+        for issue in issues:
+            self._keep_snapshot(issue.key, lambda indexed, issue=issue: self._issue_snapshot(issue, indexed))
+
+    def _snapshot_deletion(self, key: str) -> None:
+        if self._search_lag:
+            self._keep_snapshot(key, lambda indexed: IssueSnapshot(indexed, None))
+
+    def _keep_snapshot(self, key: str, make: Callable[[datetime], IssueSnapshot]) -> None:
+        """Index at the fake clock's now, never before the issue's previous state (a clock set back
+        does not reorder its states); several writes at one instant leave the last state."""
+        kept = self._search_snapshots.setdefault(key, [])
+        indexed = self._clock()
+        if kept and kept[-1].indexed >= indexed:
+            kept[-1] = make(kept[-1].indexed)
+        else:
+            kept.append(make(indexed))
+        _drop_superseded(kept, indexed - self._search_lag)
+
+    def _snapshots_as_of(self, as_of: datetime) -> tuple[dict[str, IssueSnapshot], datetime]:
+        """The state of every issue search sees at `as_of` (deleted and not yet created ones left out),
+        and the next instant at which one of them changes. Drops the states no search can see again."""
+        visible: dict[str, IssueSnapshot] = {}
+        next_change = datetime.max.replace(tzinfo=UTC)
+        gone = []
+        for key, kept in self._search_snapshots.items():
+            _drop_superseded(kept, as_of)
+            if kept[0].indexed > as_of:
+                next_change = min(next_change, kept[0].indexed)
+                continue
+            if len(kept) > 1:
+                next_change = min(next_change, kept[1].indexed)
+            if kept[0].issue is not None:
+                visible[key] = kept[0]
+            elif len(kept) == 1:
+                gone.append(key)  # deleted longer than the lag ago: search forgets it too
+        for key in gone:
+            del self._search_snapshots[key]
+        return visible, next_change
+
     # Changes -----------------------------------------------------------------------------------------
 
     def _create(
@@ -838,6 +1031,7 @@ class FakeJira(FakeApp):
         reporter: User,
         at: datetime,
         status: str | None = None,
+        properties: dict[str, Any] | None = None,
     ) -> Issue:
         """A new issue (no history: Jira records creation in `created`, not in the changelog)."""
         status = status or project.statuses[0]
@@ -853,6 +1047,7 @@ class FakeJira(FakeApp):
             updated=at,
             status_category_changed=at,
             fields={"summary": None, "labels": [], "priority": "Medium", "reporter": reporter},
+            properties=dict(properties or {}),
         )
         self._require_workflow_status(project, status)
         values = self._parse_fields(issue, raw_fields)
@@ -870,6 +1065,7 @@ class FakeJira(FakeApp):
         self._set_fields(issue, values)
         if self.statuses[status].category == "done":
             issue.resolved = at
+        self._snapshot(issue)
         return issue
 
     def _commit(self, issue: Issue, at: datetime, author: User, items: list[dict[str, Any]]) -> None:
@@ -880,6 +1076,7 @@ class FakeJira(FakeApp):
         bisect.insort(issue.histories, history, key=lambda kept: (kept.created, int(kept.id)))
         issue.updated = max(issue.updated, at)
         self._revision += 1
+        self._snapshot(issue)
 
     def _status_items(
         self, issue: Issue, to_status: str, at: datetime, recorded_from: str | None = None
@@ -989,6 +1186,7 @@ class FakeJira(FakeApp):
                 if new:
                     self._children.setdefault(new, []).append(issue.key)
                 issue.parent = new
+                self._snapshot(*(self.issues[key] for key in (old, new) if key in self.issues))
             else:
                 issue.fields[field_id] = new
         return items
@@ -1131,14 +1329,25 @@ class FakeJira(FakeApp):
             },
         }
 
-    def _issue_links_json(self, issue: Issue, view: View) -> list[dict[str, Any]]:
+    def _related(self, key: str, lagged: dict[str, IssueSnapshot] | None) -> Issue | None:
+        """Another issue as the rendering sees it: current, or as a lagged search sees it (maybe not)."""
+        if lagged is None:
+            return self.issues[key]
+        snapshot = lagged.get(key)
+        return snapshot.issue if snapshot is not None else None
+
+    def _issue_links_json(
+        self, issue: Issue, view: View, lagged: dict[str, IssueSnapshot] | None = None
+    ) -> list[dict[str, Any]]:
         rendered = []
-        for link in self.links:
+        for link in self.links if lagged is None else lagged[issue.key].links:
             if issue.key not in (link.source, link.target):
                 continue
             link_type = link.type
             outward = link.source == issue.key
-            other = self.issues[link.target if outward else link.source]
+            other = self._related(link.target if outward else link.source, lagged)
+            if other is None:
+                continue
             rendered.append(
                 {
                     "id": link.id,
@@ -1158,8 +1367,11 @@ class FakeJira(FakeApp):
             "self": f"{view.api}/issueLinkType/{link_type.id}",
         }
 
-    def _fields_json(self, issue: Issue, view: View) -> dict[str, Any]:
+    def _fields_json(
+        self, issue: Issue, view: View, lagged: dict[str, IssueSnapshot] | None = None
+    ) -> dict[str, Any]:
         stored = issue.fields
+        children = self._children.get(issue.key, ()) if lagged is None else lagged[issue.key].children
         assignee, reporter = stored.get("assignee"), stored["reporter"]
         rendered = {
             "summary": stored["summary"],
@@ -1186,15 +1398,16 @@ class FakeJira(FakeApp):
                 {"id": str(10000 + index), "name": name, "archived": False, "released": True}
                 for index, name in enumerate(stored.get("fixVersions", []))
             ],
-            "issuelinks": self._issue_links_json(issue, view),
+            "issuelinks": self._issue_links_json(issue, view, lagged),
             "subtasks": [
                 self._issue_brief(child, view)
-                for child in (self.issues[key] for key in self._children.get(issue.key, ()))
-                if child.issue_type.subtask
+                for child in (self._related(key, lagged) for key in children)
+                if child is not None and child.issue_type.subtask
             ],
         }
-        if issue.parent:
-            rendered["parent"] = self._issue_brief(self.issues[issue.parent], view)
+        parent = self._related(issue.parent, lagged) if issue.parent else None
+        if parent is not None:
+            rendered["parent"] = self._issue_brief(parent, view)
         for field_id in self.custom_fields:
             rendered[field_id] = stored.get(field_id)
         return rendered
@@ -1208,14 +1421,20 @@ class FakeJira(FakeApp):
         }
 
     def _issue_json(
-        self, issue: Issue, view: View, selection: FieldSelection | None, with_changelog: bool
+        self,
+        issue: Issue,
+        view: View,
+        selection: FieldSelection | None,
+        with_changelog: bool,
+        lagged: dict[str, IssueSnapshot] | None = None,
     ) -> dict[str, Any]:
-        """The issue as Jira renders it; a None `selection` is Cloud's fields-less search: only the id."""
+        """The issue as Jira renders it; a None `selection` is Cloud's fields-less search: only the id.
+        `lagged` is the site as a lagged search sees it, where `issue` is one of its snapshots."""
         rendered: dict[str, Any] = {"id": issue.id}
         if selection is not None:
             fields = {
                 name: value
-                for name, value in self._fields_json(issue, view).items()
+                for name, value in self._fields_json(issue, view, lagged).items()
                 if selection.selects(name)
             }
             if issue.key in self.malformed_keys:
@@ -1266,6 +1485,11 @@ class FakeJira(FakeApp):
         add("GET", rf"{issue}/changelog", self._http_changelog, "issue/changelog")
         add("GET", rf"{issue}/transitions", self._http_transitions, "issue/transitions")
         add("POST", rf"{issue}/transitions", self._http_do_transition, "issue/transitions")
+        add("GET", rf"{issue}/properties", self._http_property_keys, "issue/properties")
+        issue_property = rf"{issue}/properties/(?P<property>[^/]+)"
+        add("GET", issue_property, self._http_get_property, "issue/properties")
+        add("PUT", issue_property, self._http_set_property, "issue/properties")
+        add("DELETE", issue_property, self._http_delete_property, "issue/properties")
         add("GET", rf"{issue}/remotelink", self._http_remote_links, "issue/remotelink")
         add("POST", rf"{issue}/remotelink", self._http_add_remote_link, "issue/remotelink")
         add("POST", rf"{api}/issueLink", self._http_link, "issueLink")
@@ -1386,7 +1610,7 @@ class FakeJira(FakeApp):
         if not query.conditions:
             raise JiraError(400, [UNBOUNDED_JQL])
         view = self._view(request)
-        ordered, sort_keys = self._search(query, view.zone)
+        ordered, sort_keys, lagged = self._search(query, view.zone)
         fingerprint = hashlib.sha256(jql.encode()).hexdigest()[:16]
         start = 0
         if token is not None:
@@ -1394,7 +1618,7 @@ class FakeJira(FakeApp):
         page, rest = ordered[start : start + page_size], ordered[start + page_size :]
         with_changelog = "changelog" in _comma_separated([expand])
         response: dict[str, Any] = {
-            "issues": [self._issue_json(issue, view, selection, with_changelog) for _, issue in page]
+            "issues": [self._issue_json(issue, view, selection, with_changelog, lagged) for _, issue in page]
         }
         if rest:
             response["nextPageToken"] = _encode_page_token(fingerprint, page[-1][0])
@@ -1422,7 +1646,7 @@ class FakeJira(FakeApp):
         page_size = _page_size(max_results, DATACENTER_PAGE_CAP)
         selection = FieldSelection.parse(fields if fields is not None else ["*navigable"])
         view = self._view(request)
-        ordered, _ = self._search(self._parse_query(jql), view.zone)
+        ordered, _, lagged = self._search(self._parse_query(jql), view.zone)
         with_changelog = "changelog" in _comma_separated(expand)
         return json_response(
             {
@@ -1431,7 +1655,7 @@ class FakeJira(FakeApp):
                 "maxResults": page_size,
                 "total": len(ordered),
                 "issues": [
-                    self._issue_json(issue, view, selection, with_changelog)
+                    self._issue_json(issue, view, selection, with_changelog, lagged)
                     for _, issue in ordered[start : start + page_size]
                 ],
             }
@@ -1443,20 +1667,43 @@ class FakeJira(FakeApp):
         except JqlError as error:
             raise JiraError(400, [str(error)]) from error
 
-    def _search(self, query: JqlQuery, zone: ZoneInfo) -> tuple[list[tuple[tuple[int, ...], Issue]], list]:
-        """Matching issues with their sort keys in the query's order (ties broken by id), and the keys.
+    def _search(
+        self, query: JqlQuery, zone: ZoneInfo
+    ) -> tuple[list[tuple[tuple[int, ...], Issue]], list, dict[str, IssueSnapshot] | None]:
+        """Matching issues with their sort keys in the query's order (ties broken by id), the keys, and
+        under a search lag the site as search sees it (what to render links, parents, sub-tasks from).
 
-        Cached until the next change, so paging through N issues costs N, not N per page.
+        Cached until the next change, so paging through N issues costs N, not N per page; under a lag
+        also only until the lagged instant reaches the next change search has yet to see.
         """
+        if self._search_lag:
+            return self._lagged_search(query, zone)
         cached = self._search_cache.get((query, zone))
         if cached is not None and cached[0] == self._revision:
-            return cached[1], cached[2]
-        ordered = self._ordered_matches(query, zone)
+            return cached[1], cached[2], None
+        ordered = self._ordered_matches(query, zone, self.issues.values())
         sort_keys = [sort_key for sort_key, _ in ordered]
         self._search_cache[(query, zone)] = (self._revision, ordered, sort_keys)
-        return ordered, sort_keys
+        return ordered, sort_keys, None
 
-    def _ordered_matches(self, query: JqlQuery, zone: ZoneInfo) -> list[tuple[tuple[int, ...], Issue]]:
+    def _lagged_search(
+        self, query: JqlQuery, zone: ZoneInfo
+    ) -> tuple[list[tuple[tuple[int, ...], Issue]], list, dict[str, IssueSnapshot]]:
+        as_of = self._clock() - self._search_lag
+        cache_key = (query, zone, self._search_lag)
+        cached = self._search_cache.get(cache_key)
+        if cached is not None and cached[0] == self._revision and cached[1] <= as_of < cached[2]:
+            return cached[3], cached[4], cached[5]
+        visible, next_change = self._snapshots_as_of(as_of)
+        issues = [snapshot.issue for snapshot in visible.values() if snapshot.issue is not None]
+        ordered = self._ordered_matches(query, zone, issues)
+        sort_keys = [sort_key for sort_key, _ in ordered]
+        self._search_cache[cache_key] = (self._revision, as_of, next_change, ordered, sort_keys, visible)
+        return ordered, sort_keys, visible
+
+    def _ordered_matches(
+        self, query: JqlQuery, zone: ZoneInfo, issues: Iterable[Issue]
+    ) -> list[tuple[tuple[int, ...], Issue]]:
         tests = [self._condition_test(condition, zone) for condition in query.conditions]
         order_by = query.order_by or (("key", True),)  # Jira's default order: newest key first
         project_rank = {key: rank for rank, key in enumerate(sorted(self.projects))}
@@ -1471,9 +1718,7 @@ class FakeJira(FakeApp):
                 parts.extend(-value if descending else value for value in values)
             return (*parts, int(issue.id))
 
-        matching = [
-            (sort_key(issue), issue) for issue in self.issues.values() if all(test(issue) for test in tests)
-        ]
+        matching = [(sort_key(issue), issue) for issue in issues if all(test(issue) for test in tests)]
         return sorted(matching, key=lambda pair: pair[0])
 
     def _condition_test(self, condition: JqlCondition, zone: ZoneInfo) -> Callable[[Issue], bool]:
@@ -1521,12 +1766,22 @@ class FakeJira(FakeApp):
         issue = self._issue(request.params["key"])
         fields = _comma_separated(request.query["fields"]) if "fields" in request.query else ["*all"]
         with_changelog = "changelog" in _comma_separated(request.query.get("expand", []))
-        return json_response(
-            self._issue_json(issue, self._view(request), FieldSelection.parse(fields), with_changelog)
-        )
+        rendered = self._issue_json(issue, self._view(request), FieldSelection.parse(fields), with_changelog)
+        if "properties" in request.query:  # keys, or *all; -key leaves one out
+            requested = _comma_separated(request.query["properties"])
+            excluded = {name[1:] for name in requested if name.startswith("-")}
+            named = [name for name in requested if not name.startswith(("-", "*"))]
+            rendered["properties"] = {
+                name: issue.properties[name]
+                for name in (list(issue.properties) if "*all" in requested else named)
+                if name in issue.properties and name not in excluded
+            }
+        return json_response(rendered)
 
     def _http_create_issue(self, request: Request) -> Response:
-        raw_fields = dict(request.json_object().get("fields") or {})
+        body = request.json_object()
+        properties = self._parse_properties(body.get("properties"))
+        raw_fields = dict(body.get("fields") or {})
         project_ref, type_ref = raw_fields.pop("project", None), raw_fields.pop("issuetype", None)
         errors = {}
         project = None
@@ -1558,7 +1813,9 @@ class FakeJira(FakeApp):
         errors.update(self._rich_text_errors(request, raw_fields))
         if errors:
             raise JiraError(400, errors=errors)
-        issue = self._create(project, issue_type, raw_fields, reporter=request.user, at=self._clock())
+        issue = self._create(
+            project, issue_type, raw_fields, reporter=request.user, at=self._clock(), properties=properties
+        )
         view = self._view(request)
         return json_response({"id": issue.id, "key": issue.key, "self": f"{view.api}/issue/{issue.id}"}, 201)
 
@@ -1637,6 +1894,43 @@ class FakeJira(FakeApp):
                 "values": [self._history_json(history, view) for history in values],
             }
         )
+
+    # Entity properties: apps' data on an issue, outside its fields; setting one is no edit (neither
+    # `updated` nor the changelog move), so search snapshots ignore them.
+
+    def _http_property_keys(self, request: Request) -> Response:
+        issue = self._issue(request.params["key"])
+        view = self._view(request)
+        return json_response(
+            {
+                "keys": [
+                    {"self": self._property_url(issue, name, view), "key": name} for name in issue.properties
+                ]
+            }
+        )
+
+    def _http_get_property(self, request: Request) -> Response:
+        issue = self._issue(request.params["key"])
+        name = request.params["property"]
+        if name not in issue.properties:
+            raise JiraError(404, [f"The property with key '{name}' does not exist."])
+        return json_response({"key": name, "value": issue.properties[name]})
+
+    def _http_set_property(self, request: Request) -> Response:
+        issue = self._issue(request.params["key"])
+        created = self.set_issue_property(issue.key, request.params["property"], request.json())
+        return empty_response(201 if created else 200)
+
+    def _http_delete_property(self, request: Request) -> Response:
+        issue = self._issue(request.params["key"])
+        name = request.params["property"]
+        if name not in issue.properties:
+            raise JiraError(404, [f"The property with key '{name}' does not exist."])
+        del issue.properties[name]
+        return empty_response(204)
+
+    def _property_url(self, issue: Issue, name: str, view: View) -> str:
+        return f"{view.api}/issue/{issue.key}/properties/{quote(name, safe='')}"
 
     # Transitions.
 
@@ -1791,6 +2085,7 @@ class FakeJira(FakeApp):
             ],
             parent=body.get("parent"),
             reporter=body.get("reporter"),
+            properties=_optional_object(body, "properties"),
         )
         return json_response({"id": self.issues[key].id, "key": key}, 201)
 
@@ -1875,6 +2170,29 @@ def _remote_link_text(body: dict[str, Any]) -> str:
     return f'This issue links to "{body["object"]["title"]} ({application})"'
 
 
+def _drop_superseded(kept: list[IssueSnapshot], as_of: datetime) -> None:
+    """Drop the states older than the one search sees at `as_of`: no later search can see them."""
+    seen = bisect.bisect_right(kept, as_of, key=lambda snapshot: snapshot.indexed)
+    if seen > 1:
+        del kept[: seen - 1]
+
+
+def _property_key(key: str) -> str:
+    if not key:
+        raise JiraError(400, ["The property key cannot be empty."])
+    if len(key) > PROPERTY_KEY_MAX:
+        raise JiraError(400, [f"The property key cannot be longer than {PROPERTY_KEY_MAX} characters."])
+    return key
+
+
+def _property_value(value: Any) -> Any:
+    if value is None:
+        raise JiraError(400, ["The property value cannot be empty."])
+    if len(json.dumps(value, ensure_ascii=False)) > PROPERTY_VALUE_MAX:
+        raise JiraError(400, [f"The property value cannot be longer than {PROPERTY_VALUE_MAX} characters."])
+    return value
+
+
 def _priority_id(name: str | None) -> str | None:
     return next((priority_id for priority_id, known in PRIORITIES.items() if known == name), None)
 
@@ -1939,6 +2257,13 @@ def _decode_page_token(token: Any, fingerprint: str) -> tuple[int, ...]:
     except (binascii.Error, ValueError, KeyError, TypeError):
         pass
     raise JiraError(400, ["The provided next page token is invalid or expired."])
+
+
+def _optional_object(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise InvalidRequestBody(f"'{name}' must be a JSON object.")
+    return value
 
 
 def _required(body: Any, name: str) -> Any:

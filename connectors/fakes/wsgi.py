@@ -217,6 +217,8 @@ class PendingFaults:
     retry_after_seconds: int = 2
     failure_count: int = 0
     failure_status: int = 500
+    lost_answer_count: int = 0
+    lost_answer_status: int = 504
 
     def take_delay(self) -> float:
         if self.slow_count <= 0:
@@ -235,6 +237,12 @@ class PendingFaults:
             return None
         self.failure_count -= 1
         return self.failure_status
+
+    def take_lost_answer(self) -> int | None:
+        if self.lost_answer_count <= 0:
+            return None
+        self.lost_answer_count -= 1
+        return self.lost_answer_status
 
 
 class Write(NamedTuple):
@@ -335,6 +343,12 @@ class FakeApp(ABC):
         self.faults.failure_count, self.faults.failure_status = count, status
 
     @locked
+    def lose_answers(self, count: int, status: int = 504) -> None:
+        """The next `count` writes are made, but their answer is lost: the client gets `status` (a
+        gateway timeout by default) as if the tool had failed, though the change is there."""
+        self.faults.lost_answer_count, self.faults.lost_answer_status = count, status
+
+    @locked
     def slow(self, count: int, seconds: float) -> None:
         """The next `count` requests wait `seconds` before being handled."""
         self.faults.slow_count, self.faults.slow_seconds = count, seconds
@@ -355,6 +369,10 @@ class FakeApp(ABC):
             self.fail(int(settings["fail"]["count"]), int(settings["fail"].get("status", 500)))
         if "slow" in settings:
             self.slow(int(settings["slow"]["count"]), float(settings["slow"]["seconds"]))
+        if "lose_answers" in settings:
+            self.lose_answers(
+                int(settings["lose_answers"]["count"]), int(settings["lose_answers"].get("status", 504))
+            )
 
     # WSGI.
 
@@ -396,6 +414,9 @@ class FakeApp(ABC):
             response = route.handler(request)
             if route.write and response.ok:
                 self.writes.append(Write(request.method, request.path, request.json()))
+                lost = self.faults.take_lost_answer()
+                if lost is not None:
+                    return self.error_response(lost, "Injected fault: the change was made, its answer lost.")
             return response
 
     def _unrouted(self, request: Request, path_exists: bool) -> Response:

@@ -7,12 +7,14 @@ import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from django.core.management import CommandError, call_command
 
 from connectors.fakes.jira import DEMO_EMAIL, DEMO_TOKEN, FakeJira, TransitionRule
+from connectors.fakes.world import world_dump, world_load, world_save
 from connectors.fakes.wsgi import serve
 
 START = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)  # 18:30 in Asia/Shanghai
@@ -64,6 +66,47 @@ def search_all(client: httpx.Client, jql: str, page_size: int, **body) -> list[d
     raise AssertionError("paging never ended")
 
 
+def create_body(summary: str = "Made by the portal", **extra) -> dict:
+    """POST /issue's body for a Story in ABC; `extra` goes beside "fields" (e.g. properties)."""
+    return {
+        "fields": {"project": {"key": "ABC"}, "issuetype": {"name": "Story"}, "summary": summary},
+        **extra,
+    }
+
+
+def found_keys(
+    fake: FakeJira, client: httpx.Client, jql: str = "project = ABC ORDER BY key ASC"
+) -> list[str]:
+    """The keys the flavour's search finds, by GET and by POST (which must agree)."""
+    path = "/rest/api/3/search/jql" if fake.cloud else "/rest/api/2/search"
+    found = []
+    for response in (
+        client.get(path, params={"jql": jql, "fields": "key"}),
+        client.post(path, json={"jql": jql, "fields": ["key"]}),
+    ):
+        assert response.status_code == 200, response.text
+        found.append([issue["key"] for issue in response.json()["issues"]])
+    assert found[0] == found[1]
+    return found[0]
+
+
+def search_issues(fake: FakeJira, client: httpx.Client, jql: str) -> list[dict]:
+    """The issues the flavour's search finds by POST, with summary, status, updated and the changelog."""
+    fields = ["summary", "status", "updated", "issuelinks"]
+    if fake.cloud:
+        return search_all(client, jql, 50, fields=fields, expand="changelog")
+    response = client.post("/rest/api/2/search", json={"jql": jql, "fields": fields, "expand": ["changelog"]})
+    assert response.status_code == 200, response.text
+    page = response.json()
+    assert page["total"] == len(page["issues"])
+    return page["issues"]
+
+
+def jql_instant(fake: FakeJira, instant: datetime) -> str:
+    """`instant` as a JQL literal in the demo user's time zone (the site's)."""
+    return f"{instant.astimezone(ZoneInfo(fake.time_zone)):%Y/%m/%d %H:%M}"
+
+
 def assert_jira_error(response: httpx.Response, status: int) -> dict:
     assert response.status_code == status, response.text
     body = response.json()
@@ -95,6 +138,11 @@ def datacenter(clock):
     fake = FakeJira("datacenter", time_zone="UTC", now=clock)
     fake.add_project("ABC")
     return fake
+
+
+@pytest.fixture(params=["cloud", "datacenter"])
+def any_fake(request):
+    return request.getfixturevalue(request.param)
 
 
 # Search and paging.
@@ -505,6 +553,14 @@ def test_delete_answers_204_and_the_issue_is_gone(cloud, client):
     assert_jira_error(client.get(f"/rest/api/2/issue/{key}"), 404)
 
 
+def test_deleting_an_issue_with_sub_tasks_deletes_them_too(cloud, client):
+    parent = cloud.add_issue("ABC", "Story", "Parent")
+    subtasks = [cloud.add_issue("ABC", "Sub-task", f"Part {n}", parent=parent) for n in range(2)]
+    assert client.delete(f"/rest/api/2/issue/{parent}", params={"deleteSubtasks": "true"}).status_code == 204
+    for key in (parent, *subtasks):
+        assert_jira_error(client.get(f"/rest/api/2/issue/{key}"), 404)
+
+
 def test_an_embedded_changelog_is_truncated_and_the_changelog_endpoint_pages_all_of_it(clock):
     fake = FakeJira(embedded_changelog_limit=3, now=clock)
     fake.add_project("ABC")
@@ -551,6 +607,93 @@ def test_backdated_issues_keep_their_history_and_ids_grow_like_jiras(cloud, clie
     assert issue["fields"]["updated"] == issue["fields"]["resolutiondate"] == "2025-01-09T11:00:00.000+0800"
     assert [h["id"] for h in issue["changelog"]["histories"]] == ["10002", "10001"]
     assert all(JIRA_TIMESTAMP.fullmatch(h["created"]) for h in issue["changelog"]["histories"])
+
+
+# Entity properties.
+
+
+def test_create_keeps_entity_properties_that_get_returns_only_when_asked_for(any_fake):
+    origin = {"system": "vsm", "artifact": 42, "tags": ["a", "b"]}
+    properties = [{"key": "vsm.origin", "value": origin}, {"key": "vsm.note", "value": "made here"}]
+
+    with client_for(any_fake) as client:
+        created = client.post("/rest/api/2/issue", json=create_body(properties=properties))
+        key = created.json()["key"]
+        plain = client.get(f"/rest/api/2/issue/{key}").json()
+        asked = client.get(f"/rest/api/2/issue/{key}", params={"properties": "vsm.origin,vsm.other"}).json()
+        every = client.get(f"/rest/api/2/issue/{key}", params={"properties": "*all"}).json()
+        all_but = client.get(f"/rest/api/2/issue/{key}", params={"properties": "*all,-vsm.note"}).json()
+
+    assert created.status_code == 201
+    assert "properties" not in plain  # only when asked, as in Jira
+    assert asked["properties"] == all_but["properties"] == {"vsm.origin": origin}
+    assert every["properties"] == {"vsm.origin": origin, "vsm.note": "made here"}
+    assert any_fake.issues[key].properties == {"vsm.origin": origin, "vsm.note": "made here"}
+    assert "properties" not in every["fields"]
+
+
+def test_the_property_endpoints_set_read_and_list_properties_without_editing_the_issue(any_fake, clock):
+    key = any_fake.add_issue("ABC", "Story", "Tracked", created=START)
+    clock.advance(minutes=5)
+    api = "/rest/api/3" if any_fake.cloud else "/rest/api/2"
+    url = f"{api}/issue/{key}/properties/vsm.link"
+
+    with client_for(any_fake) as client:
+        missing = client.get(url)
+        created = client.put(url, json={"artifact": 1})
+        replaced = client.put(url, json={"artifact": 2})
+        value = client.get(url).json()
+        keys = client.get(f"{api}/issue/{key}/properties").json()
+        issue = client.get(
+            f"{api}/issue/{key}", params={"expand": "changelog", "properties": "vsm.link"}
+        ).json()
+        since = jql_instant(any_fake, START + timedelta(minutes=1))
+        edited_since = found_keys(any_fake, client, f'project = ABC AND updated >= "{since}"')
+
+    body = assert_jira_error(missing, 404)
+    assert body["errorMessages"] == ["The property with key 'vsm.link' does not exist."]
+    assert (created.status_code, replaced.status_code) == (201, 200)
+    assert value == {"key": "vsm.link", "value": {"artifact": 2}}
+    assert keys == {
+        "keys": [{"self": f"http://jira.test{api}/issue/{key}/properties/vsm.link", "key": "vsm.link"}]
+    }
+    assert issue["properties"] == {"vsm.link": {"artifact": 2}}
+    # Entity properties are no edit: neither `updated` nor the changelog moves.
+    assert issue["fields"]["updated"] == issue["fields"]["created"]
+    assert issue["changelog"]["total"] == 0 and any_fake.issues[key].histories == []
+    assert any_fake.issues[key].updated == START and edited_since == []
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"vsm.link": 1},  # an object, where Jira takes a list
+        ["vsm.link"],
+        [{"key": "vsm.link"}],  # no value
+        [{"value": 1}],  # no key
+        [{"key": 7, "value": 1}],
+        [{"key": "", "value": 1}],
+        [{"key": "k" * 256, "value": 1}],
+    ],
+)
+def test_create_answers_400_on_badly_shaped_properties(cloud, client, properties):
+    body = assert_jira_error(client.post("/rest/api/2/issue", json=create_body(properties=properties)), 400)
+
+    assert body["errorMessages"]
+    assert cloud.issues == {} and cloud.writes == []
+
+
+def test_a_property_key_may_be_255_characters_and_a_value_is_needed(cloud, client):
+    key = cloud.add_issue("ABC", "Story", "Tracked", properties={"k" * 255: True})
+    url = f"/rest/api/3/issue/{key}/properties"
+
+    assert client.get(f"{url}/{'k' * 255}").json() == {"key": "k" * 255, "value": True}
+    assert_jira_error(client.put(f"{url}/{'k' * 256}", json=1), 400)
+    assert_jira_error(client.put(f"{url}/empty", content=b""), 400)
+    assert_jira_error(client.put("/rest/api/3/issue/ABC-99/properties/x", json=1), 404)
+    assert cloud.set_issue_property(key, "vsm.flag", False) is True
+    assert cloud.set_issue_property(key, "vsm.flag", True) is False
+    assert cloud.issues[key].properties == {"k" * 255: True, "vsm.flag": True}
 
 
 # Faults.
@@ -601,6 +744,173 @@ def test_a_malformed_issue_is_rendered_broken_in_search_and_get(cloud, client):
         assert issue["fields"]["created"] == "not-a-date"
         assert "status" not in issue["fields"]
     assert searched[1]["key"] == fine and "status" in searched[1]["fields"]
+
+
+# Eventually consistent search: a settable lag.
+
+
+def test_with_a_search_lag_a_new_issue_is_missing_from_search_until_the_lag_has_passed(any_fake, clock):
+    any_fake.set_search_lag(60)
+
+    with client_for(any_fake) as client:
+        key = client.post("/rest/api/2/issue", json=create_body()).json()["key"]
+        fetched = client.get(f"/rest/api/2/issue/{key}")
+        at_once = found_keys(any_fake, client)
+        clock.advance(seconds=59)
+        just_before = found_keys(any_fake, client)
+        clock.advance(seconds=1)
+        after = found_keys(any_fake, client)
+
+    assert any_fake.search_lag == timedelta(seconds=60)
+    assert fetched.status_code == 200  # GET by key is current at once
+    assert at_once == just_before == []
+    assert after == [key]
+
+
+def test_with_a_search_lag_search_sees_an_edit_only_once_the_lag_has_passed(any_fake, clock):
+    older = any_fake.add_issue("ABC", "Story", "Old title", created=START - timedelta(hours=2))
+    newer = any_fake.add_issue("ABC", "Story", "Untouched", created=START - timedelta(hours=1))
+    any_fake.set_search_lag(60)  # issues already there count as indexed
+    clock.advance(minutes=5)
+    edited_at = START + timedelta(minutes=5)
+    by_updated = "project = ABC ORDER BY updated ASC"
+    since_edit = f'project = ABC AND updated >= "{jql_instant(any_fake, edited_at)}"'
+
+    with client_for(any_fake) as client:
+        edited = client.put(f"/rest/api/2/issue/{older}", json={"fields": {"summary": "New title"}})
+        fetched = client.get(f"/rest/api/2/issue/{older}", params={"expand": "changelog"}).json()
+        stale = search_issues(any_fake, client, by_updated)
+        stale_since = found_keys(any_fake, client, since_edit)
+        clock.advance(seconds=60)
+        fresh = search_issues(any_fake, client, by_updated)
+        fresh_since = found_keys(any_fake, client, since_edit)
+
+    assert edited.status_code == 204
+    assert fetched["fields"]["summary"] == "New title" and fetched["changelog"]["total"] == 1
+    assert [(issue["key"], issue["fields"]["summary"]) for issue in stale] == [
+        (older, "Old title"),
+        (newer, "Untouched"),
+    ]
+    assert stale[0]["fields"]["updated"] != fetched["fields"]["updated"]
+    assert stale[0]["changelog"]["total"] == 0
+    assert stale_since == []  # `updated >=` filters on what search sees
+    assert [(issue["key"], issue["fields"]["summary"]) for issue in fresh] == [
+        (newer, "Untouched"),
+        (older, "New title"),
+    ]
+    assert fresh[1]["fields"]["updated"] == fetched["fields"]["updated"]
+    assert fresh[1]["changelog"]["total"] == 1
+    assert fresh_since == [older]
+
+
+def test_with_a_search_lag_transitions_and_links_reach_search_late(cloud, client, clock):
+    blocker, blocked = add_stories(cloud, 2, created=START - timedelta(hours=1))
+    cloud.set_search_lag(60)
+    clock.advance(minutes=1)
+
+    done = next(
+        t["id"]
+        for t in client.get(f"/rest/api/3/issue/{blocker}/transitions").json()["transitions"]
+        if t["to"]["name"] == "Done"
+    )
+    moved = client.post(f"/rest/api/3/issue/{blocker}/transitions", json={"transition": {"id": done}})
+    link = {"type": {"name": "Blocks"}, "inwardIssue": {"key": blocker}, "outwardIssue": {"key": blocked}}
+    linked = client.post("/rest/api/3/issueLink", json=link)
+    fetched = client.get(f"/rest/api/3/issue/{blocker}").json()["fields"]
+    stale = search_issues(cloud, client, "project = ABC ORDER BY key ASC")
+    clock.advance(seconds=60)
+    fresh = search_issues(cloud, client, "project = ABC ORDER BY key ASC")
+
+    assert (moved.status_code, linked.status_code) == (204, 201)
+    assert (fetched["status"]["name"], len(fetched["issuelinks"])) == ("Done", 1)
+    assert [(i["fields"]["status"]["name"], i["fields"]["issuelinks"]) for i in stale] == [("To Do", [])] * 2
+    assert [i["fields"]["status"]["name"] for i in fresh] == ["Done", "To Do"]
+    assert fresh[0]["fields"]["issuelinks"][0]["outwardIssue"]["key"] == blocked
+    assert fresh[1]["fields"]["issuelinks"][0]["inwardIssue"]["key"] == blocker
+    assert [len(i["changelog"]["histories"]) for i in fresh] == [2, 1]
+
+
+def test_with_a_search_lag_a_deleted_issue_lingers_in_search_while_get_answers_404(any_fake, clock):
+    kept, doomed = add_stories(any_fake, 2)
+    any_fake.set_search_lag(60)
+
+    with client_for(any_fake) as client:
+        assert client.delete(f"/rest/api/2/issue/{doomed}").status_code == 204
+        fetched = client.get(f"/rest/api/2/issue/{doomed}")
+        lingering = found_keys(any_fake, client)
+        clock.advance(seconds=60)
+        after = found_keys(any_fake, client)
+
+    assert_jira_error(fetched, 404)
+    assert lingering == [kept, doomed]
+    assert after == [kept]
+
+
+def test_with_a_search_lag_cloud_pages_through_what_search_sees_then(cloud, client, clock):
+    cloud.set_search_lag(60)
+    first = add_stories(cloud, 3)
+    clock.advance(seconds=30)
+    second = add_stories(cloud, 2)
+    clock.advance(seconds=30)
+
+    seen = search_all(client, "project = ABC ORDER BY key ASC", page_size=2, fields=["key"])
+    clock.advance(seconds=30)
+    seen_later = search_all(client, "project = ABC ORDER BY key ASC", page_size=2, fields=["key"])
+
+    assert [issue["key"] for issue in seen] == first
+    assert [issue["key"] for issue in seen_later] == first + second
+
+
+def test_a_zero_search_lag_is_search_as_before_and_keeps_nothing(cloud, client):
+    assert cloud.search_lag == timedelta(0)
+    cloud.set_search_lag(60)
+    cloud.search_lag = timedelta(0)
+
+    key = client.post("/rest/api/3/issue", json=create_body("Fresh")).json()["key"]
+    client.put(f"/rest/api/3/issue/{key}", json={"fields": {"labels": ["now"]}})
+
+    assert found_keys(cloud, client) == [key]
+    [issue] = search_issues(cloud, client, "project = ABC")
+    assert issue["changelog"]["total"] == 1
+    assert cloud._search_snapshots == {}  # nothing kept for search without a lag
+
+
+def test_the_search_lag_is_a_fault_setting_of_the_control_api(cloud, client):
+    control = httpx.Client(transport=httpx.WSGITransport(app=cloud), base_url="http://jira.test/_fake")
+
+    answer = control.post("/faults", json={"search_lag": 60})
+    key = cloud.add_issue("ABC", "Story", "Fresh")
+
+    assert answer.status_code == 200 and answer.json()["search_lag"] == 60.0
+    assert control.get("/stats").json()["faults"]["search_lag"] == 60.0
+    assert found_keys(cloud, client) == []
+    assert control.post("/faults", json={"search_lag": -1}).status_code == 400
+    assert control.post("/faults", json={"search_lag": "soon"}).status_code == 400
+    assert control.post("/faults", json={"clear": True}).json()["search_lag"] == 0.0
+    assert found_keys(cloud, client) == [key]
+
+
+def test_properties_search_lag_and_snapshots_survive_a_save_and_load(cloud, clock, tmp_path):
+    key = cloud.add_issue("ABC", "Story", "Kept", properties={"vsm.link": {"artifact": 7}})
+    cloud.set_search_lag(60)
+    cloud.edit(key, {"summary": "Renamed"})
+    fresh = cloud.add_issue("ABC", "Story", "Fresh")
+    path = tmp_path / "world.pickle"
+    world_save({"jira": cloud}, path)
+
+    loaded = world_load(path, now=clock)["jira"]
+
+    assert world_dump({"jira": loaded}) == world_dump({"jira": cloud})
+    assert loaded.issues[key].properties == {"vsm.link": {"artifact": 7}}
+    assert loaded.search_lag == timedelta(seconds=60)
+    with client_for(loaded) as client:
+        before = search_issues(loaded, client, "project = ABC ORDER BY key ASC")
+        clock.advance(seconds=60)
+        after = search_issues(loaded, client, "project = ABC ORDER BY key ASC")
+        got = client.get(f"/rest/api/3/issue/{key}", params={"properties": "*all"}).json()
+    assert [(i["key"], i["fields"]["summary"]) for i in before] == [(key, "Kept")]
+    assert [(i["key"], i["fields"]["summary"]) for i in after] == [(key, "Renamed"), (fresh, "Fresh")]
+    assert got["properties"] == {"vsm.link": {"artifact": 7}}
 
 
 # Control endpoints (fake-only), and the fake over a real socket.

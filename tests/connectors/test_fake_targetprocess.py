@@ -259,6 +259,23 @@ def test_faults_rate_limit_fail_and_malformed(fake, client):
     assert "EntityState" in get(client, "/api/v1/UserStories").json()["Items"][0]
 
 
+def test_a_lost_answer_makes_the_change_and_answers_an_error(fake, client):
+    """Reads are untouched; the next write is made, but the client only sees a gateway timeout."""
+    fake.lose_answers(1)
+    assert get(client, "/api/v1/UserStories").status_code == 200
+    lost = post(client, "/api/v1/UserStories", {"Name": "Made anyway", "Project": {"Id": fake.project}})
+    assert lost.status_code == 504
+    assert [e.name for e in fake.entities.values()] == ["Made anyway"]
+    answered = post(client, "/api/v1/UserStories", {"Name": "Answered", "Project": {"Id": fake.project}})
+    assert answered.status_code == 201
+    assert client.post("/_fake/faults", json={"lose_answers": {"count": 1, "status": 502}}).status_code == 200
+    assert (
+        post(client, "/api/v1/UserStories", {"Name": "Third", "Project": {"Id": fake.project}}).status_code
+        == 502
+    )
+    assert len(fake.entities) == 3
+
+
 def test_control_endpoints_seed_and_inspect_the_fake(fake, client):
     assert client.post("/_fake/clock", json={"now": "2026-04-01T12:00:00+00:00"}).status_code == 200
     project = client.post("/_fake/projects", json={"name": "Mobile"}).json()["Id"]

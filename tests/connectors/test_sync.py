@@ -213,11 +213,11 @@ def test_a_target_failing_mid_batch_loses_nothing_duplicates_nothing_and_the_res
 
     create = TargetprocessConnector.create_item
 
-    def third_create_fails(self, scope, item_type, fields):
+    def third_create_fails(self, scope, item_type, fields, **options):
         calls["n"] += 1
         if calls["n"] == 3:
             world.targetprocess.fail(1, status=500)
-        return create(self, scope, item_type, fields)
+        return create(self, scope, item_type, fields, **options)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(TargetprocessConnector, "create_item", third_create_fails)
@@ -250,8 +250,8 @@ def test_an_item_created_whose_answer_was_lost_is_found_again_not_made_twice(wor
 
     create = TargetprocessConnector.create_item
 
-    def answer_lost(self, scope, item_type, fields):
-        create(self, scope, item_type, fields)
+    def answer_lost(self, scope, item_type, fields, **options):
+        create(self, scope, item_type, fields, **options)
         raise Unavailable("the connection dropped before the answer came")
 
     with pytest.MonkeyPatch.context() as patch:
@@ -557,3 +557,24 @@ def test_a_status_the_target_reaches_only_through_other_statuses_is_walked_to(wo
     assert world.jira.issues[epic].status == "Done"
     pair.refresh_from_db()
     assert pair.state == PairState.OK
+
+
+def test_a_lost_create_answer_never_makes_a_second_item_whatever_the_search_lag(world, settings):
+    """Jira made the epic but the answer was lost; its search shows new issues only five minutes later.
+    The retry, at once, finds the epic by reading keys (Jira's search would not show it), not making a
+    second one."""
+    settings.SYNC_RETRY_SECONDS = 0
+    world.jira.set_search_lag(300)
+    world.salesforce.add_request("Pay by invoice", status="New")
+    sync(world, "salesforce")
+    run(world, "to_tp")
+    world.jira.lose_answers(1)
+    assert run(world, "to_jira").counts["failed"] == 1
+    epics = [issue.key for issue in world.jira.issues.values() if issue.issue_type.name == "Epic"]
+    assert len(epics) == 1
+    again = run(world, "to_jira")
+    assert (again.counts["created"], again.counts["failed"]) == (1, 0)
+    assert [issue.key for issue in world.jira.issues.values() if issue.issue_type.name == "Epic"] == epics
+    pair = IntegrationPair.objects.get(integration=world.integrations["to_jira"])
+    assert (pair.state, pair.target.key) == (PairState.OK, epics[0])
+    assert world.jira.issues[epics[0]].properties["vsm.created-for"] == {"marker": pair.create_marker}

@@ -351,7 +351,9 @@ class GitHubConnector(Connector):
 
     # Writing
 
-    def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
+    def create_item(
+        self, scope: ScopeSpec, item_type: str, fields: dict[str, Any], *, marker: str = ""
+    ) -> ToolItem:
         if item_type != "Issue":
             raise BadRequest(f"GitHub items of type {item_type!r} cannot be created here, only issues")
         target = _scope(scope.query)

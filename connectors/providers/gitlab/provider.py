@@ -389,7 +389,9 @@ class GitLabConnector(Connector):
 
     # Writing (issues)
 
-    def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
+    def create_item(
+        self, scope: ScopeSpec, item_type: str, fields: dict[str, Any], *, marker: str = ""
+    ) -> ToolItem:
         issue_type = ISSUE_TYPES_BY_NAME.get(item_type.strip().casefold())
         if issue_type is None:
             raise BadRequest(

@@ -1,13 +1,14 @@
 """Jira Cloud and Data Center: incremental JQL reads with the full changelog, and writes."""
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
 from connectors.base import (
+    CLOCK_SKEW,
     WEBHOOK_SECRET_FIELD,
     Connector,
     CredentialField,
@@ -22,9 +23,15 @@ from connectors.base import (
     register_connector,
 )
 from connectors.client import HttpClient
-from connectors.exceptions import AuthError, BadPayload, BadRequest
+from connectors.exceptions import AuthError, BadPayload, BadRequest, NotFound
 from connectors.providers.jira import webhooks
-from connectors.providers.jira.items import DEFAULT_EPIC_LINK_FIELD, issue_to_item, scope_jql
+from connectors.providers.jira.items import (
+    DEFAULT_EPIC_LINK_FIELD,
+    PROJECT_KEY,
+    issue_to_item,
+    parse_jira_time,
+    scope_jql,
+)
 
 CLOUD = "cloud"
 DATA_CENTER = "datacenter"
@@ -47,6 +54,9 @@ BASE_FIELDS = (
 CHANGELOG_PAGE = 100
 LINK_TYPE_NAMES = {"implements": "Implements", "fixes": "Fixes", "derived_from": "Cloners"}
 MAX_WORKFLOW_STEPS = 10
+MARKER_PROPERTY = "vsm.created-for"  # the issue property holding the integration engine's creation marker
+MAX_KEY_GAP = 20
+CREATE_CALL_BOUND = timedelta(minutes=10)  # longer than any create call, with its retries, can take
 CATEGORY_RANKS = {"new": 0, "indeterminate": 1, "done": 2}  # Jira's status categories, in order
 
 
@@ -199,11 +209,63 @@ class JiraConnector(Connector):
 
     # Writing
 
-    def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
+    def create_item(
+        self, scope: ScopeSpec, item_type: str, fields: dict[str, Any], *, marker: str = ""
+    ) -> ToolItem:
         project = fields.pop("project", None) or scope.query.strip()
         payload = {"project": {"key": project}, "issuetype": {"name": item_type}, **fields}
-        created = self.http.post_json("rest/api/2/issue", {"fields": payload})
+        body: dict[str, Any] = {"fields": payload}
+        if marker:  # an entity property: kept on the issue, shown to nobody, out of its changelog
+            body["properties"] = [{"key": MARKER_PROPERTY, "value": {"marker": marker}}]
+        created = self.http.post_json("rest/api/2/issue", body)
         return self.read_item(created["key"], scope)
+
+    def find_created(
+        self, scope: ScopeSpec, item_type: str, *, marker: str, title: str, started: datetime
+    ) -> list[ToolItem]:
+        """The issue an earlier create made, found without trusting the search index.
+
+        JQL search is eventually consistent: an issue created seconds ago may be missing from it, and a
+        retry that trusted it would create a second one. But keys are numbered in creation order within
+        a project, and reading an issue by key is always current. So the probe reads, one by one, the
+        keys after the newest issue the search shows created before `started` less CLOCK_SKEW (a stale
+        index can only make that lower, costing reads, never missing one), until the issue with the
+        marker (or, for a creation without one, of the type with the title), an issue created after the
+        call could have ended (CREATE_CALL_BOUND), or MAX_KEY_GAP missing keys in a row (deleted or
+        moved issues leave gaps).
+        """
+        project = scope.query.strip()
+        if not PROJECT_KEY.fullmatch(project):
+            raise BadRequest(
+                f"cannot look for an issue made in {project!r}: name a project key as the container"
+            )
+        number, missed = self._newest_number_before(project, started - CLOCK_SKEW), 0
+        while missed < MAX_KEY_GAP:
+            number += 1
+            try:
+                issue = self.http.get_json(
+                    f"rest/api/2/issue/{project}-{number}",
+                    params={"fields": "created,summary,issuetype", "properties": MARKER_PROPERTY},
+                )
+            except NotFound:
+                missed += 1
+                continue
+            missed = 0
+            if _made_by(issue, marker, title, item_type):
+                return [self.read_item(issue["key"], scope)]
+            if parse_jira_time(issue["fields"]["created"]) > started + CREATE_CALL_BOUND:
+                break
+        return []
+
+    def _newest_number_before(self, project: str, instant: datetime) -> int:
+        """The number of the project's newest issue the search shows created before `instant` (0: none)."""
+        local = instant.astimezone(self.user_time_zone())
+        jql = f'project = {project} AND created < "{local:%Y/%m/%d %H:%M}" ORDER BY key DESC'
+        for issues in self._search(jql, ["id"], 1, expand=""):
+            for issue in issues:
+                return int(issue["key"].rsplit("-", 1)[1])
+            break
+        return 0
 
     def update_item(self, ref: ItemRef, fields: dict[str, Any]) -> None:
         self.http.put_json(f"rest/api/2/issue/{ref.key}", {"fields": fields})
@@ -285,6 +347,14 @@ class JiraConnector(Connector):
             f"rest/api/2/issue/{ref.key}/remotelink",
             {"globalId": f"vsm-portal={url}", "object": {"url": url, "title": title or url}},
         )
+
+
+def _made_by(issue: dict, marker: str, title: str, item_type: str) -> bool:
+    """Whether the create call with this marker made the issue (without a marker: the title and type)."""
+    if marker:
+        return ((issue.get("properties") or {}).get(MARKER_PROPERTY) or {}).get("marker") == marker
+    fields = issue.get("fields") or {}
+    return fields.get("summary") == title and (fields.get("issuetype") or {}).get("name") == item_type
 
 
 def _to_name(transition: dict) -> str:

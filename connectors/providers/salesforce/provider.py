@@ -375,7 +375,9 @@ class SalesforceConnector(Connector):
         relationship, _, _ = path.partition(".")
         return f"{relationship}Id" if relationship != path else path, account_id
 
-    def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
+    def create_item(
+        self, scope: ScopeSpec, item_type: str, fields: dict[str, Any], *, marker: str = ""
+    ) -> ToolItem:
         spec = self._spec_for_type(item_type)
         created = self.http.post_json(self._data_url(f"sobjects/{spec.api_name}/"), fields)
         if not isinstance(created, dict) or not created.get("success") or not created.get("id"):

@@ -359,7 +359,9 @@ class TargetprocessConnector(Connector):
     def person_value(self, path: str, account_id: str) -> tuple[str, Any]:
         return path.split(".")[0], {"Id": int(account_id) if is_number_text(account_id) else account_id}
 
-    def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
+    def create_item(
+        self, scope: ScopeSpec, item_type: str, fields: dict[str, Any], *, marker: str = ""
+    ) -> ToolItem:
         if item_type not in RESOURCES:
             raise BadRequest(
                 f"Targetprocess cannot create a {item_type!r}; use one of {', '.join(RESOURCES)}"

@@ -305,7 +305,9 @@ class ZendeskConnector(Connector):
     def condition_value(self, path: str, value: str) -> Any:
         return [value] if path == "tags" else value
 
-    def create_item(self, scope: ScopeSpec, item_type: str, fields: dict[str, Any]) -> ToolItem:
+    def create_item(
+        self, scope: ScopeSpec, item_type: str, fields: dict[str, Any], *, marker: str = ""
+    ) -> ToolItem:
         ticket = self._ticket_payload(fields)
         description = ticket.pop("description", None) or ticket.get("subject") or ""
         ticket.setdefault("comment", {"body": description})

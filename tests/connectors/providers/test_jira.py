@@ -202,6 +202,47 @@ def test_a_walk_that_cannot_go_on_says_where_it_stopped_and_what_was_offered(jir
     )
 
 
+def test_a_created_issue_is_found_by_its_marker_though_search_does_not_show_it_yet(any_jira_world):
+    world = any_jira_world
+    world.fake.set_search_lag(600)
+    for number in range(3):
+        world.story(f"Older {number}", hours_ago=2)
+    world.clock.advance(minutes=15)  # the older ones are in the search index by now
+    started = world.clock.now
+    jira = connector(world)
+    made = jira.create_item(ScopeSpec("ABC"), "Story", {"summary": "Same title"}, marker="m-1")
+    jira.create_item(ScopeSpec("ABC"), "Story", {"summary": "Same title"}, marker="m-2")
+    assert not [item for page in read_all(jira, since=started - timedelta(minutes=1)) for item in page.items]
+    found = jira.find_created(ScopeSpec("ABC"), "Story", marker="m-1", title="Same title", started=started)
+    assert [item.key for item in found] == [made.key]
+    unmarked = jira.find_created(ScopeSpec("ABC"), "Story", marker="", title="Same title", started=started)
+    assert [item.key for item in unmarked] == [made.key]  # without a marker: the first with the title
+    assert jira.find_created(ScopeSpec("ABC"), "Story", marker="m-9", title="Other", started=started) == []
+
+
+def test_the_key_probe_reads_over_gaps_and_stops_after_the_call_could_have_ended(jira_world):
+    world = jira_world
+    started = world.clock.now
+    jira = connector(world)
+    for number in range(5):
+        world.fake.delete(world.story(f"Deleted {number}"))  # a run of gaps shorter than MAX_KEY_GAP
+    made = jira.create_item(ScopeSpec("ABC"), "Story", {"summary": "After the gaps"}, marker="m-1")
+    found = jira.find_created(ScopeSpec("ABC"), "Story", marker="m-1", title="", started=started)
+    assert [item.key for item in found] == [made.key]
+    world.clock.advance(hours=1)
+    world.story("Much later")
+    reads = world.fake.requests["GET issue"]
+    assert jira.find_created(ScopeSpec("ABC"), "Story", marker="m-2", title="", started=started) == []
+    assert world.fake.requests["GET issue"] - reads <= 8  # stopped at the first issue made after the call
+
+
+def test_an_issue_made_in_a_jql_scope_cannot_be_looked_for_without_a_project_key(jira_world):
+    with pytest.raises(BadRequest, match="name a project key as the container"):
+        connector(jira_world).find_created(
+            ScopeSpec("project = ABC"), "Story", marker="m", title="", started=jira_world.clock.now
+        )
+
+
 def test_the_legacy_search_is_gone_on_cloud(jira_world):
     with pytest.raises(NotFound, match="410 Gone"):
         connector(jira_world).http.request("GET", "rest/api/2/search", params={"jql": "project = ABC"})
