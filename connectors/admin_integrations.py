@@ -62,7 +62,12 @@ class IntegrationFilterInline(admin.TabularInline):
 class PairsNeedingAttentionFirst(BaseInlineFormSet):
     def get_queryset(self):
         if not hasattr(self, "_shown"):
-            needs_a_person = [PairState.CONFLICT, PairState.WAITING, PairState.RETRYING]
+            needs_a_person = [
+                PairState.CONFLICT,
+                PairState.TARGET_GONE,
+                PairState.WAITING,
+                PairState.RETRYING,
+            ]
             self._shown = (
                 super()
                 .get_queryset()
@@ -102,6 +107,7 @@ class IntegrationRunInline(ReadOnlyTabularInline):
         "unchanged",
         "failed",
         "conflicts",
+        "gone",
         "writes",
         "message",
     ]
@@ -162,7 +168,7 @@ class IntegrationAdmin(admin.ModelAdmin):
             .annotate(
                 ok_pairs=_pairs(PairState.OK),
                 conflict_pairs=_pairs(PairState.CONFLICT),
-                failed_pairs=_pairs(PairState.RETRYING, PairState.WAITING),
+                failed_pairs=_pairs(PairState.RETRYING, PairState.WAITING, PairState.TARGET_GONE),
             )
         )
 
@@ -295,6 +301,7 @@ class IntegrationRunAdmin(ReadOnlyAdmin):
         "created",
         "updated",
         "failed",
+        "gone",
         "writes",
     ]
     list_filter = ["outcome", "trigger", "integration"]

@@ -19,7 +19,7 @@ WIDTH, HEIGHT = 760, 560
 NODE_WIDTH, NODE_HEIGHT = 156, 46
 STORE_RADIUS = 62
 RING_MARGIN = 40
-PROBLEM_PAIR_STATES = ("conflict", "waiting")
+PROBLEM_PAIR_STATES = ("conflict", "waiting", "target_gone")
 RETRY_PAIR_STATES = ("retrying", "creating")
 
 
