@@ -217,6 +217,9 @@ class Connector:
     artifact_types: ClassVar[tuple[str, ...]] = ()
     features: ClassVar[frozenset[Feature]] = frozenset()
     query_help: ClassVar[str] = ""
+    # The form the tool keeps rich text in (a name of connectors.richtext.FORMATS): a field mapping with
+    # the rich-text transform reads it into Markdown and the engine writes it back in this form.
+    rich_text_format: ClassVar[str] = "markdown"
 
     def __init__(self, installation: Installation):
         self.installation = installation

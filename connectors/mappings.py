@@ -7,6 +7,9 @@ Conventions:
 - A field mapping's tool path is dotted and resolved in the item's native field bag (`ToolItem.fields`),
   e.g. `priority.name` or `customfield_10014`; list indexes are numbers (`fixVersions.0.name`).
 - The normalised field `revenue` also fills the artifact's `value` column (revenue at stake).
+- Rich text (the `rich_text` transform) is kept as canonical Markdown, read from the tool's own form
+  (`MappingSet.rich_text_format`: HTML, Jira wiki markup or ADF, Markdown) by connectors.richtext, so
+  two tools compare and exchange it paragraph for paragraph, list for list, link for link.
 - A status without a mapping keeps its tool status with the flow state `unknown`, and is reported.
 - When each model value last changed (`field_change_times`, what integrations settle "latest wins" on,
   field by field): the flow state at its last transition (the item's creation before any); a mapped
@@ -24,11 +27,13 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from connectors import richtext
 from connectors.base import StatusChange, ToolItem, ToolLink, is_number_text
 from vsm.choices import FlowState
 from vsm.flow import derive_flow_dates
 
 VALUE_FIELD = "revenue"
+RICH_TEXT = "rich_text"  # the transform keeping a tool's rich text as Markdown (connectors.richtext)
 # The model-level names of an item's title and flow state, beside its mapped fields.
 TITLE, STATUS = "title", "status"
 
@@ -70,6 +75,7 @@ class TypeRule:
 class MappingSet:
     connection_name: str
     rules: tuple[TypeRule, ...]
+    rich_text_format: str = "markdown"  # the tool's (Connector.rich_text_format)
 
     @property
     def fingerprint(self) -> str:
@@ -158,7 +164,10 @@ def normalise(item: ToolItem, mappings: MappingSet) -> NormalisedItem:
             return FlowState.UNKNOWN
         return state
 
-    fields = {field_rule.model_field: _field_value(item, field_rule) for field_rule in rule.fields}
+    fields = {
+        field_rule.model_field: _field_value(item, field_rule, mappings.rich_text_format)
+        for field_rule in rule.fields
+    }
     fields = without_nul({name: value for name, value in fields.items() if value is not None})
     transitions = _transitions(item.changelog, state_of)
     history_times = None
@@ -267,8 +276,12 @@ def resolve_path(data: Any, path: str) -> Any:
     return None if current is None else resolve_path(current, rest)
 
 
-def _field_value(item: ToolItem, rule: FieldRule) -> Any:
-    value = apply_transform(resolve_path(item.fields, rule.tool_path), rule.transform, rule.tool_path)
+def _field_value(item: ToolItem, rule: FieldRule, rich_text_format: str) -> Any:
+    value = resolve_path(item.fields, rule.tool_path)
+    if rule.transform == RICH_TEXT:
+        value = None if value is None else richtext.to_markdown(value, rich_text_format)
+    else:
+        value = apply_transform(value, rule.transform, rule.tool_path)
     if rule.value_map and value is not None:
         if isinstance(value, list):
             return [rule.value_map.get(str(element), element) for element in value]
@@ -334,28 +347,6 @@ def _parse_datetime(text: str) -> datetime:
     return parsed
 
 
-def _rich_text(value: Any) -> str:
-    """Plain text of a string or of Atlassian Document Format (nested content with text leaves)."""
-    if isinstance(value, str):
-        return value
-    parts: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("type") == "text":
-                parts.append(node.get("text", ""))
-            for child in node.get("content", []):
-                walk(child)
-            if node.get("type") in {"paragraph", "heading", "listItem"}:
-                parts.append("\n")
-        elif isinstance(node, list):
-            for child in node:
-                walk(child)
-
-    walk(value)
-    return "".join(parts).strip()
-
-
 def _money(value: Any) -> Decimal | None:
     if value is None or value == "":
         return None
@@ -372,5 +363,4 @@ TRANSFORMS = {
     "date": _date,
     "person": _person,
     "names": _names,
-    "rich_text": _rich_text,
 }

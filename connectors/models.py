@@ -141,7 +141,7 @@ class Transform(models.TextChoices):
     DATE = "date", "date"
     PERSON = "person", "person (display name)"
     NAMES = "names", "list of names"
-    RICH_TEXT = "rich_text", "rich text to plain text"
+    RICH_TEXT = "rich_text", "rich text (kept as Markdown)"
 
 
 class FieldMapping(models.Model):

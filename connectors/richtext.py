@@ -7,73 +7,85 @@ GitLab keep Markdown. The integration engine keeps one form and converts at the 
     to_markdown(value, source_format)   a tool's rich text -> canonical Markdown (str)
     from_markdown(text, target_format)  canonical Markdown -> the tool's form (str; an ADF dict for "adf")
 
-Every conversion reads its input into one small document tree, tidies the tree, and writes it out.
+Each conversion reads its input into one small document tree, tidies the tree, and writes it out.
 
 Rules:
 - The formats are FORMATS; any other name raises ValueError naming them. Nothing else raises: broken
   HTML, odd wiki markup, ADF with unknown node types, missing keys or a value that is not a dict all
-  convert. None and "" convert to "" (from_markdown: to "" or an empty ADF document). A dict or list
-  handed to to_markdown is read as ADF, whatever the format named (a Jira Cloud answer where wiki
-  markup was expected still converts); another non-string is read as its str().
+  convert (where a library fails on its input, the input is kept as plain text). None and "" convert
+  to "" (from_markdown to "" or an empty ADF document). A dict or list given to to_markdown is read as
+  ADF whatever the format named (a Jira Cloud answer where wiki markup was expected still converts);
+  another non-string is read as its str().
 - Every form keeps: paragraphs, headings 1-6, bullet and ordered lists (nested), links with their URL,
   emphasis, strong, strikethrough (GitHub's `~~`), inline code, code blocks with their language, hard
   line breaks, block quotes and horizontal rules.
 - Text is never lost: a construct a form cannot hold becomes its plain text (the degradations below).
-  Markup that is not text goes: tags, attributes, link titles, the content of <script>, <style>,
-  <head>, <template> and <noscript>, HTML comments.
+  Only what is not text goes: tags, attributes, link titles, HTML comments, and the content of
+  <script>, <style>, <head>, <template> and <noscript>.
 - Canonical Markdown is normalised: ATX headings; `-` bullets and `1.` numbers (`*` and `1)` for a list
-  that directly follows a list of its kind, so the two stay apart); a list is tight unless an item
-  needs blank lines (two paragraphs, or a paragraph after a nested list); fenced code blocks with the
-  language as info (a language other than letters, digits and `#+.-` is dropped); `***` rules;
-  inline links (references resolved); `*`, `**`, `~~` delimiters with whitespace moved outside them;
-  `\\` hard breaks; soft breaks kept as newlines; literal punctuation backslash-escaped where Markdown
-  would read it as markup; no trailing whitespace on any line (code included), no leading or trailing
-  blank lines in code, no blank lines at the end and no trailing newline. URLs are percent-encoded
-  the CommonMark way; a javascript:, vbscript:, file: or data: (other than images) URL is no link.
-- Markdown input: raw HTML is read the way GitHub shows it: an HTML block is converted by the HTML
-  rules below, an inline <br> is a hard break, other inline tags go and their text stays. Tables and
+  right after a list of its kind, which Markdown would otherwise join to it); lists tight unless an
+  item needs blank lines (two paragraphs, or a paragraph after a nested list); fenced code blocks with
+  the language as info (a language other than letters, digits and `#+.-` is dropped); `___` rules;
+  inline links (references resolved); `*`, `**` and `~~` delimiters, with whitespace moved outside
+  them, and emphasis that CommonMark cannot open or close where it stands (glued to a word by
+  punctuation) written as plain text; `\\` hard breaks, soft breaks kept as newlines; literal
+  punctuation backslash-escaped where Markdown would read it as markup; runs of spaces as one space;
+  no trailing whitespace on any line (code included), no blank lines at either end of a code block or
+  of the document, no trailing newline. URLs are percent-encoded the CommonMark way; a javascript:,
+  vbscript:, file: or data: URL (but an image's) is no link.
+- Markdown input: raw HTML reads as GitHub shows it: an HTML block converts by the HTML rules below,
+  an inline <br> is a hard break, other inline tags go and their text stays. Tables, task lists and
   other extensions beyond CommonMark and strikethrough stay as their literal text. Images are kept.
-- HTML: written by markdown-it (a soft break becomes <br />, since GitHub, GitLab and Jira show a
-  newline inside a paragraph as a line break); read by markdownify. Underline, sub/superscript and
-  colour become plain text, a table becomes its rows as text, a link with an unsafe URL its text.
-- ADF: a soft break is written as a hardBreak (read back as a hard break). Images become links to the
-  picture (alt text, or the URL, as the link text). ADF holds code with no mark but a link, so code
-  inside emphasis loses the emphasis. A list item or a quote holds no heading (its text becomes a
+- HTML: written by markdown-it, a soft break as <br /> (GitHub, GitLab and Jira show a newline inside
+  a paragraph as a line break); read by markdownify. Underline, sub/superscript and colour become
+  plain text, a table its rows as text, a link to an unsafe URL its text.
+- ADF: a soft break is written as a hardBreak (it reads back as a hard break). Images become links to
+  the picture (the alt text, or the URL, as link text). ADF holds code with no mark but a link, so
+  code inside emphasis loses the emphasis. A list item or a quote holds no heading (its text becomes a
   paragraph), no quote (its blocks are lifted out) and no rule (dropped). Read: panels become quotes;
   mentions, emoji, status lozenges and dates become their text, cards become links; tables, expands,
-  layouts, task and decision lists, and any unknown node give their content (a known inline node with
-  an attrs.text gives that text); marks other than strong, em, strike, code and link go.
-- Jira wiki: written with wiki escapes (backslashes; `&#92;` for a backslash, `&amp;` before an entity)
-  and bare URLs left as they are; read by jira2markdown after its input is made safe (see
-  _prepare_wiki). Both breaks become a newline (`\\\\` inside emphasis), so a hard break reads back as
-  a soft one. An ordered list loses its first number; a list nested in a list of the other kind
-  becomes the outer kind from the third level on; blocks other than paragraphs and lists inside a list
-  item become lines of the item's text; quotes inside quotes are lifted out. Emphasis, strong and
-  strikethrough touching a letter or digit outside them (inside a word, or glued to another mark)
-  cannot be written and become plain text. A code block whose language is not letters, digits, `#`
-  or `+` is written as {noformat} (no language); one without a language too, since jira2markdown
-  reads a bare {code} as Java (as Jira shows it). Images become links; a link whose URL is not
-  http(s), ftp or a plain mailto becomes its text. Underline, sub/superscript, citations and colour
-  read as plain text, tables as their rows.
-- Idempotent: converting twice gives what converting once gave, for every format f:
-  to_markdown(from_markdown(m, f), f) is a fixed point of m -> to_markdown(from_markdown(m, f), f),
-  and to_markdown(m, "markdown") == m for every canonical m. The engine compares values to detect
-  edits, so a conversion that drifted on each round trip would look like an edit and echo forever.
+  layouts, task and decision lists and unknown nodes give their content (a node with a `text`, or a
+  known inline node with an attrs.text, gives that text); marks other than strong, em, strike, code
+  and link go.
+- Jira wiki: written with wiki escapes (backslashes; `&#92;` for a backslash, `&amp;` before an entity);
+  a bare URL followed by whitespace stays as it is for Jira to link, one glued to what follows gets
+  its `://` escaped. Read by jira2markdown after its input is made safe (_prepare_wiki): what Jira
+  shows as text stays text (`<`, `>`, backticks, `1.` at a line start, escaped characters). Both
+  breaks are written as a newline (` \\\\ ` inside emphasis), so a hard break reads back as a soft
+  one. An ordered list loses its first number; a list nested in a list of the other kind takes the
+  outer kind from the third level on; blocks other than paragraphs and lists in a list item become
+  lines of the item's text; quotes in quotes are lifted out. Emphasis, strong and strikethrough
+  touching a letter or digit outside them (inside a word, or glued to another mark) cannot be written
+  and become plain text. A code block whose language is not letters, digits, `#` or `+` is written as
+  {noformat} (no language), as is one without a language: jira2markdown reads a bare {code} as Java,
+  as Jira shows it. Images become links; a link whose URL is not http(s), ftp or a plain mailto
+  becomes its text. Underline, sub/superscript, citations and colour read as plain text, tables as
+  their rows.
+- Idempotent: for every format f and Markdown m, with once = to_markdown(from_markdown(m, f), f),
+  to_markdown(from_markdown(once, f), f) == once; and to_markdown(c, "markdown") == c for all canonical
+  c (anything to_markdown returns). The engine compares values to detect edits: a conversion that
+  drifted on each round trip would look like an edit and echo forever.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from jira2markdown import convert as jira_wiki_to_markdown
+from jira2markdown.elements import MarkupElements
+from jira2markdown.markup.advanced import Code, Noformat
+from jira2markdown.markup.base import AbstractMarkup
+from jira2markdown.markup.text_effects import Monospaced
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import isMdAsciiPunct, isPunctChar, isWhiteSpace
 from markdown_it.token import Token
-from markdownify import ATX, BACKSLASH, MarkdownConverter, chomp
+from markdownify import ATX, BACKSLASH, MarkdownConverter, chomp, strip_pre
+from pyparsing import Forward, ParserElement, ParseResults, Regex
 
 FORMATS = ("markdown", "html", "adf", "jira_wiki")
 
@@ -87,7 +99,8 @@ _MAX_LIST_NUMBER = 999_999_999  # CommonMark reads at most nine digits as a list
 _LANGUAGE = re.compile(r"[\w#+.-]+")
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
-_BARE_URL = re.compile(r"(?:https?|ftp)://[^\s|\[\]]+", re.IGNORECASE)
+# A URL in running text, as jira2markdown takes it: verbatim, up to the next whitespace.
+_BARE_URL = re.compile(r"(?:https?|ftp)://\S+", re.IGNORECASE)
 
 
 def to_markdown(value: Any, source_format: str) -> str:
@@ -96,8 +109,8 @@ def to_markdown(value: Any, source_format: str) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, dict | list):
-        reader = _read_adf
-    elif not isinstance(value, str) and reader is not _read_adf:
+        reader = _read_adf  # a Jira Cloud answer, whatever the format named
+    elif not isinstance(value, str):
         value = str(value)
     return _write_markdown(_tidy_blocks(reader(value)))
 
@@ -176,8 +189,10 @@ def _read_markdown_inline(tokens: list[Token]) -> list[_Node]:
             parent.children.append(_Node("image", alt, href=str(token.attrs.get("src", ""))))
         elif token.type in ("text", "code_inline"):
             parent.children.append(_Node(token.type, text=token.content))
-        elif token.type in _BREAKS or (token.type == "html_inline" and _HTML_BREAK.fullmatch(token.content)):
-            parent.children.append(_Node("hardbreak" if token.type == "html_inline" else token.type))
+        elif token.type in _BREAKS:
+            parent.children.append(_Node(token.type))
+        elif token.type == "html_inline" and _HTML_BREAK.fullmatch(token.content):
+            parent.children.append(_Node("hardbreak"))  # as GitHub shows it; other inline tags show nothing
     return root.children
 
 
@@ -196,8 +211,12 @@ class _HtmlToMarkdown(MarkdownConverter):
             strong_em_symbol="*",
             newline_style=BACKSLASH,
             escape_misc=True,
-            code_language_callback=_html_code_language,
         )
+
+    def escape(self, text, parent_tags):
+        escaped = super().escape(text, parent_tags)
+        # A `!` ending a text is not escaped by markdownify, and before a link it would make an image.
+        return escaped[:-1] + "\\!" if escaped.endswith("!") else escaped
 
     def convert_a(self, el, text, parent_tags):
         href = el.get("href") or ""
@@ -215,6 +234,10 @@ class _HtmlToMarkdown(MarkdownConverter):
             return alt
         return f"![{alt}]({_markdown_destination(_PARSER.normalizeLink(src))})"
 
+    def convert_pre(self, el, text, parent_tags):  # markdownify always fences with three backticks
+        code = strip_pre(text)
+        return f"\n\n{_markdown_fenced_code(code, _html_code_language(el) or '')}\n\n" if code else ""
+
     def _no_text(self, el, text, parent_tags):
         return ""
 
@@ -231,22 +254,28 @@ def _html_code_language(pre) -> str | None:
 
 
 def _read_html(html: str) -> list[_Node]:
-    return _read_markdown(_HtmlToMarkdown().convert(html))
+    try:
+        # In a <div>, which converts to nothing, so that BeautifulSoup does not warn about HTML that is
+        # only a URL or a file name.
+        markdown = _HtmlToMarkdown().convert(f"<div>{html}</div>")
+    except Exception:  # BeautifulSoup's parser rejects some broken markup (`<![=`): keep it as text
+        return _plain_text(html)
+    return _read_markdown(markdown)
 
 
 # Jira wiki markup in: made safe for jira2markdown, then the Markdown reader.
 
-# Where wiki text is taken literally: {code}, {noformat} and {{monospace}} as jira2markdown finds them.
-_WIKI_VERBATIM = re.compile(
-    r"(\{code(?::[^}]*)?\}.*?\{code\}|\{noformat(?::[^}]*)?\}.*?\{noformat\}|\{\{[^\n]*?\}\})", re.DOTALL
+# Where jira2markdown takes wiki text as it is: {code}, {noformat} and {{monospace}} (their opening brace
+# not escaped), and a URL in running text (not a link's target, after `[` or `|` of link markup).
+_WIKI_LITERAL = re.compile(
+    r"(?<!\\)\{code(?::[^}]*)?\}.*?\{code\}"
+    r"|(?<!\\)\{noformat(?::[^}]*)?\}.*?\{noformat\}"
+    r"|(?<!\\)\{\{[^\n]*?\}\}"
+    r"|(?P<url>(?:(?<![\[|])|(?<=\\[\[|]))" + _BARE_URL.pattern + ")",
+    re.DOTALL | re.IGNORECASE,
 )
 _WIKI_ESCAPE = re.compile(r"\\\\|\\([!-/:-@\[-`{-~])")
-_WIKI_LINE_STARTS = (
-    (re.compile(r"^(\d{1,9})([.)])(?=\s|$)"), 2),  # "1. text" is text in wiki, a list in Markdown
-    (re.compile(r"^([+~=])"), 1),  # bullets, fences and setext underlines in Markdown
-    (re.compile(r"^(_)(?=[_\s]*$)"), 1),  # a rule in Markdown
-    (re.compile(r"^(-)$"), 1),  # a setext underline in Markdown
-)
+_WIKI_LINE_MARKER = re.compile(r"(?:[*#-]+ +|bq\. +)?")
 
 
 def _entity(character: str) -> str:
@@ -258,61 +287,117 @@ def _prepare_wiki(text: str) -> str:
 
     jira2markdown passes text through, so what is text in Jira but markup in Markdown is replaced by an
     entity (which Markdown reads as the character): `<`, `>` and backticks, Markdown-only line starts
-    (`1.`, `+`, `=`, ...), and Markdown characters inside bare URLs. Wiki backslash escapes become
-    entities too: jira2markdown reads `\\*x\\*` as bold. Lines lose their indentation and trailing
-    whitespace, which Jira ignores but Markdown would read as code blocks and hard breaks.
+    (`1.`, `+`, `=`, ...), and Markdown characters in URLs it keeps verbatim. Wiki backslash escapes
+    become entities too: jira2markdown reads `\\*x\\*` as bold. Lines lose their indentation and
+    trailing whitespace, which Jira ignores but Markdown would read as code blocks and hard breaks.
     """
-    parts = _WIKI_VERBATIM.split(text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     prepared = []
-    for index, part in enumerate(parts):
-        if index % 2:
-            prepared.append(part)
-            continue
-        lines = part.split("\n")
-        for number, line in enumerate(lines):
-            at_line_start = number > 0 or index == 0
-            if at_line_start:
-                line = line.lstrip()
-            if number < len(lines) - 1 or index == len(parts) - 1:
-                line = line.rstrip()
-            line = _prepare_wiki_line(line)
-            if at_line_start:
-                for pattern, group in _WIKI_LINE_STARTS:
-                    line = pattern.sub(lambda match, group=group: _entity_group(match, group), line)
-            lines[number] = line
-        prepared.append("\n".join(lines))
+    position = 0
+    for literal in _WIKI_LITERAL.finditer(text):
+        prepared.append(_prepare_wiki_text(text[position : literal.start()], position == 0, last=False))
+        url = literal.group("url")
+        if url:
+            prepared.append("".join(_entity(c) if c in "\\`*_[]<>~&" else c for c in url))
+        else:
+            prepared.append(literal.group())
+        position = literal.end()
+    prepared.append(_prepare_wiki_text(text[position:], position == 0, last=True))
     return "".join(prepared)
 
 
-def _entity_group(match: re.Match, group: int) -> str:
-    return "".join(
-        _entity(text) if number == group else text for number, text in enumerate(match.groups(), 1)
-    )
+def _prepare_wiki_text(text: str, at_line_start: bool, last: bool) -> str:
+    lines = text.split("\n")
+    for number, line in enumerate(lines):
+        if number or at_line_start:
+            line = line.lstrip()
+        if number < len(lines) - 1 or last:
+            line = line.rstrip()
+        line = _WIKI_ESCAPE.sub(
+            lambda escape: _entity(escape.group(1)) if escape.group(1) else escape.group(), line
+        )
+        line = line.replace("<", "&lt;").replace(">", "&gt;").replace("`", _entity("`"))
+        if number or at_line_start:
+            # The text after a wiki list or quote marker starts a line in Markdown too.
+            marker = _WIKI_LINE_MARKER.match(line).end()
+            line = line[:marker] + _without_markdown_line_start(line[marker:])
+        lines[number] = line
+    return "\n".join(lines)
 
 
-def _prepare_wiki_line(line: str) -> str:
-    pieces = []
-    position = 0
-    for url in _BARE_URL.finditer(line):
-        pieces.append(_prepare_wiki_words(line[position : url.start()]))
-        pieces.append("".join(_entity(c) if c in "\\`*_[]<>~&" else c for c in url.group()))
-        position = url.end()
-    pieces.append(_prepare_wiki_words(line[position:]))
-    return "".join(pieces)
+def _without_markdown_line_start(line: str) -> str:
+    """The line with the character that would begin a Markdown block (and no wiki one) as an entity."""
+    if number := re.match(r"\d{1,9}(?=[.)](?:\s|$))", line):  # `1. text`: text in wiki, a list in Markdown
+        position = number.end()
+    elif re.match(r"\+(?:\s|$)|~~~|=+\s*$|-$|_[_\s]*$", line):  # a bullet, fence, underline or rule
+        position = 0
+    else:
+        return line
+    return line[:position] + _entity(line[position]) + line[position + 1 :]
 
 
-def _prepare_wiki_words(text: str) -> str:
-    text = _WIKI_ESCAPE.sub(lambda match: _entity(match.group(1)) if match.group(1) else match.group(), text)
-    return text.replace("<", "&lt;").replace(">", "&gt;").replace("`", _entity("`"))
+class _WikiCode(Code):
+    def action(self, tokens: ParseResults) -> str:  # jira2markdown's fence is always three backticks
+        return _markdown_fenced_code(tokens.text.strip("\n"), tokens.lang or "Java")
+
+
+class _WikiNoformat(Noformat):
+    def action(self, tokens: ParseResults) -> str:
+        return _markdown_fenced_code(tokens.text.strip("\n"), "")
+
+
+class _WikiMonospaced(Monospaced):
+    def action(self, tokens: ParseResults) -> str:  # jira2markdown's span is always one backtick
+        return _markdown_code_span(tokens[0]) if tokens[0] else ""
+
+
+class _WikiWords(AbstractMarkup):
+    """Plain words, passed over in one step: jira2markdown tries every element at every character, and
+    a page of plain text took a second. No element starts inside a run of letters, digits and the
+    punctuation below, except a URL (where the run ends) and a heading or quote at a line start (the
+    run's first character, where every element is tried first); none starts at a space or tab that
+    does not begin a line."""
+
+    @property
+    def expr(self) -> ParserElement:
+        word_character = r"""(?!(?:https?|ftp)://)(?:[^\W_]|[.,;:'"()/%=@$&])"""
+        return Regex(rf"(?:{word_character}|(?<=[^\n])[ \t])+", re.IGNORECASE)
+
+
+_THREAD = threading.local()
+
+
+def _jira_wiki_grammar() -> ParserElement:
+    """jira2markdown's grammar as its convert() builds it, but built once per thread: convert() builds it
+    on every call, which takes a tenth of a second, and a grammar keeps list state while it parses.
+    (Importing jira2markdown has set pyparsing's default whitespace to none, which the grammar needs.)"""
+    grammar = getattr(_THREAD, "jira_wiki_grammar", None)
+    if grammar is None:
+        inline_markup, markup = Forward(), Forward()
+        elements = MarkupElements()
+        elements.replace(Code, _WikiCode)
+        elements.replace(Noformat, _WikiNoformat)
+        elements.replace(Monospaced, _WikiMonospaced)
+        elements.append(_WikiWords)
+        inline = [element for element in elements if element.is_inline_element]
+        inline_markup <<= elements.expr(inline_markup, markup, {}, inline)
+        markup <<= elements.expr(inline_markup, markup, {}, elements)
+        grammar = _THREAD.jira_wiki_grammar = markup
+    return grammar
 
 
 def _read_jira_wiki(text: str) -> list[_Node]:
-    return _read_markdown(jira_wiki_to_markdown(_prepare_wiki(text)))
+    prepared = _prepare_wiki(text)
+    try:
+        markdown = _jira_wiki_grammar().transform_string(prepared)
+    except Exception:  # jira2markdown fails on some odd markup (a table row of one `|`): keep the text
+        return _plain_text(text)
+    return _read_markdown(markdown)
 
 
 # ADF in: walk the JSON; whatever is missing or unknown gives its text.
 
-_ADF_MARKS = ("link", "strong", "em", "s")  # also the order marks are written in
+_ADF_MARK_ORDER = ("link", "strong", "em", "s", "code")  # how marks are written, and nested when tied
 _ADF_MARK_KINDS = {"strong": "strong", "em": "em", "strike": "s"}
 _ADF_INLINE_TYPES = {"text", "hardBreak", "mention", "emoji", "inlineCard", "date", "status", "placeholder"}
 
@@ -322,14 +407,12 @@ def _read_adf(value: Any) -> list[_Node]:
         try:
             value = json.loads(value)
         except ValueError:
-            return [
-                _Node("paragraph", _text_with_breaks(paragraph)) for paragraph in re.split(r"\n\s*\n", value)
-            ]
+            return _plain_text(value)
     return _adf_blocks(value)
 
 
 def _adf_list(value: Any) -> list[dict]:
-    """The nodes of a content list: a lone node is a list of one, and anything else is dropped."""
+    """The nodes of a content list: a lone node is a list of one, a bare value (a string) is text."""
     items = value if isinstance(value, list) else [value]
     return [
         item if isinstance(item, dict) else {"type": "text", "text": item}
@@ -451,12 +534,12 @@ def _adf_runs(node: dict) -> list[tuple[_Node, tuple]]:
     if kind == "emoji":
         emoji = attrs.get("text") or attrs.get("shortName")
         return [(_Node("text", text=emoji), ())] if isinstance(emoji, str) else []
-    if kind != "text":
+    if kind != "text" and "text" not in node:
         text = attrs.get("text")
         if isinstance(text, str):  # a mention, a status, an unknown node with text
             return [(_Node("text", text=text), ())]
         return [run for child in _adf_list(node.get("content")) for run in _adf_runs(child)]
-    text = node.get("text")
+    text = node.get("text")  # a text node, or an unknown one that has text
     text = text if isinstance(text, str) else "" if text is None else str(text)
     marks, is_code = _adf_marks(node.get("marks"))
     if is_code:
@@ -501,7 +584,7 @@ def _nest_marks(runs: list[tuple[_Node, tuple]]) -> list[_Node]:
             length = 0
             while index + length < len(runs) and mark in runs[index + length][1]:
                 length += 1
-            return -length, _ADF_MARKS.index(mark[0])
+            return -length, _ADF_MARK_ORDER.index(mark[0])
 
         for mark in sorted((mark for mark in marks if mark not in held), key=lasts):
             node = _Node(mark[0], href=mark[1] if mark[0] == "link" else "")
@@ -509,6 +592,11 @@ def _nest_marks(runs: list[tuple[_Node, tuple]]) -> list[_Node]:
             open_marks.append((mark, node))
         (open_marks[-1][1].children if open_marks else root).append(leaf)
     return root
+
+
+def _plain_text(text: str) -> list[_Node]:
+    """Text taken as it is: paragraphs between blank lines, line breaks within them."""
+    return [_Node("paragraph", _text_with_breaks(paragraph)) for paragraph in re.split(r"\n[ \t]*\n", text)]
 
 
 def _text_with_breaks(text: str) -> list[_Node]:
@@ -561,8 +649,6 @@ def _tidy_blocks(blocks: list[_Node]) -> list[_Node]:
                 )
         elif block.kind == "hr":
             tidy.append(block)
-        else:  # a list item or an inline node out of place (malformed ADF): its text as paragraphs
-            tidy.extend(_tidy_blocks(block.children) or _tidy_blocks([_Node("paragraph", [block])]))
     return tidy
 
 
@@ -581,20 +667,23 @@ def _without_breaks(nodes: list[_Node]) -> list[_Node]:
     ]
 
 
-def _tidy_inline(nodes: list[_Node]) -> list[_Node]:
+def _tidy_inline(nodes: list[_Node], inside: frozenset[str] = frozenset()) -> list[_Node]:
+    """`inside`: the emphasis kinds around these nodes. Emphasis inside emphasis of its kind looks the
+    same and goes (`*_x_*` would be written `**x**`, which is strong)."""
     tidy: list[_Node] = []
     for node in nodes:
         if node.kind == "text":
-            # Runs of spaces and tabs show as one space everywhere (HTML collapses them).
-            tidy.append(_Node("text", text=re.sub(r"[ \t]+", " ", node.text.replace("\x00", "\ufffd"))))
+            tidy.append(_Node("text", text=_collapse_spaces(node.text.replace("\x00", "\ufffd"))))
         elif node.kind == "code_inline":
             if node.text:
                 tidy.append(_Node("code_inline", text=re.sub(r"\r\n|\r|\n", " ", node.text)))
+        elif node.kind in _DELIMITED and node.kind in inside:
+            tidy.extend(_tidy_inline(node.children, inside))
         elif node.kind in _DELIMITED:
-            lead, core, trail = _split_outer_whitespace(_tidy_inline(node.children))
+            lead, core, trail = _split_outer_whitespace(_tidy_inline(node.children, inside | {node.kind}))
             tidy.extend([*lead, _Node(node.kind, core), *trail] if core else [*lead, *trail])
         elif node.kind in ("link", "image"):
-            children = _tidy_inline(node.children)
+            children = _tidy_inline(node.children, inside)
             href = _PARSER.normalizeLink(node.href)
             if not node.href or not _PARSER.validateLink(node.href):
                 tidy.extend(children)
@@ -604,9 +693,12 @@ def _tidy_inline(nodes: list[_Node]) -> list[_Node]:
                 tidy.append(_Node(node.kind, children, href=href))
         elif node.kind in _BREAKS:
             tidy.append(_Node(node.kind))
-        else:  # a block inside a paragraph (malformed ADF): its inline content
-            tidy.extend(_tidy_inline(node.children))
     return _merge_neighbours(_strip_around_breaks(_merge_neighbours(tidy)))
+
+
+def _collapse_spaces(text: str) -> str:
+    """Runs of spaces and tabs show as one space everywhere (HTML collapses them)."""
+    return re.sub(r"[ \t]+", " ", text)
 
 
 def _has_text(nodes: list[_Node]) -> bool:
@@ -642,9 +734,21 @@ def _merge_neighbours(nodes: list[_Node]) -> list[_Node]:
         if node.kind == "text" and not node.text:
             continue
         previous = merged[-1] if merged else None
+        if (
+            previous
+            and {previous.kind, node.kind} <= {*_BREAKS}
+            and "softbreak" in (previous.kind, node.kind)
+        ):
+            # A soft break next to another break adds nothing (and a hard break then a soft one would
+            # write a blank line, which ends the paragraph).
+            merged[-1] = _Node("hardbreak")
+            continue
         if previous and previous.kind == node.kind and previous.href == node.href:
-            if node.kind in ("text", "code_inline"):
-                merged[-1] = _Node(node.kind, text=previous.text + node.text)
+            if node.kind == "text":
+                merged[-1] = _Node("text", text=_collapse_spaces(previous.text + node.text))
+                continue
+            if node.kind == "code_inline":
+                merged[-1] = _Node("code_inline", text=previous.text + node.text)
                 continue
             if node.kind in (*_DELIMITED, "link"):
                 merged[-1] = replace(previous, children=_merge_neighbours(previous.children + node.children))
@@ -715,9 +819,13 @@ def _markdown_block(block: _Node, alternate: bool) -> str:
         lines = _markdown_blocks(block.children, "\n\n").split("\n")
         return "\n".join(f"> {line}" if line else ">" for line in lines)
     if block.kind == "code_block":
-        fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", block.text)), default=0))
-        return f"{fence}{block.language}\n{block.text}\n{fence}"
-    return "***"  # hr: `---` after a list marker would read as a rule of dashes, `- ***` does not
+        return _markdown_fenced_code(block.text, block.language)
+    return "___"  # hr: after a list marker `---` and `***` could read as one rule (`- ---`, `* ***`)
+
+
+def _markdown_fenced_code(code: str, language: str) -> str:
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", code)), default=0))
+    return f"{fence}{language}\n{code}\n{fence}"
 
 
 def _markdown_list(block: _Node, alternate: bool) -> str:
@@ -729,6 +837,8 @@ def _markdown_list(block: _Node, alternate: bool) -> str:
         else:
             marker = "*" if alternate else "-"
         lines = _markdown_blocks(item.children, "\n" if tight else "\n\n").split("\n")
+        if item.children and item.children[0].kind in _LISTS:
+            lines.insert(0, "")  # on the marker's line, `- - -` (empty items) would read as a rule
         indent = " " * (len(marker) + 1)
         first = f"{marker} {lines[0]}" if lines[0] else marker
         items.append("\n".join([first, *(indent + line if line else "" for line in lines[1:])]))
@@ -736,13 +846,14 @@ def _markdown_list(block: _Node, alternate: bool) -> str:
 
 
 def _is_tight(block: _Node) -> bool:
-    """Tight unless an item holds a block after its first that cannot follow without a blank line:
-    only a list that may interrupt a paragraph can (a bullet list, or one starting at 1, whose first
-    item is not empty)."""
+    """Tight unless an item holds a block after its first that cannot follow without a blank line. Only a
+    list that may interrupt a paragraph can: a bullet list, or one starting at 1, whose first item starts
+    on its marker's line (it is not empty and does not start with a list)."""
     return all(
         child.kind in _LISTS
         and (child.kind == "bullet_list" or child.number == 1)
         and child.children[0].children
+        and child.children[0].children[0].kind not in _LISTS
         for item in block.children
         for child in item.children[1:]
     )
@@ -750,28 +861,91 @@ def _is_tight(block: _Node) -> bool:
 
 def _markdown_inline(nodes: list[_Node], at_line_start: bool) -> str:
     written: list[str] = []
+    _write_markdown_inline(nodes, written, at_line_start, after="")
+    return "".join(written)
+
+
+def _write_markdown_inline(
+    nodes: list[_Node], written: list[str], escape_line_starts: bool, after: str
+) -> None:
+    """Append the nodes' Markdown to `written`; `after` is the character that will follow them."""
     for index, node in enumerate(nodes):
-        following = nodes[index + 1] if index + 1 < len(nodes) else None
+        following = _markdown_leading_character(nodes[index + 1]) if index + 1 < len(nodes) else after
         if node.kind == "text":
-            line_start = at_line_start and (not written or written[-1].endswith("\n"))
-            text = _escape_markdown(node.text, line_start)
-            if text.endswith("!") and following and following.kind == "link":  # or it reads as an image
-                text = text[:-1] + "\\!"
+            at_line_start = escape_line_starts and (not written or written[-1].endswith("\n"))
+            text = _escape_markdown(node.text, at_line_start)
+            if text.endswith("!") and index + 1 < len(nodes) and nodes[index + 1].kind == "link":
+                text = text[:-1] + "\\!"  # or it would read as an image
             written.append(text)
         elif node.kind == "code_inline":
             written.append(_markdown_code_span(node.text))
         elif node.kind in _DELIMITED:
             delimiter = _DELIMITED[node.kind]
-            written.append(delimiter + _markdown_inline(node.children, at_line_start=False) + delimiter)
+            preceding = _character_before_delimiters(written, delimiter[0])
+            first = _markdown_edge_character(node.children[0], 0)
+            last = _markdown_edge_character(node.children[-1], -1)
+            if _opens(preceding, first) and _closes(last, following):
+                written.append(delimiter)
+                _write_markdown_inline(node.children, written, escape_line_starts, after=delimiter[0])
+                written.append(delimiter)
+            else:  # CommonMark cannot open or close emphasis here (glued to a word): plain text
+                _write_markdown_inline(node.children, written, escape_line_starts, after=following)
         elif node.kind in ("link", "image"):
-            text = _markdown_inline(node.children, at_line_start=False)
-            prefix = "!" if node.kind == "image" else ""
-            written.append(f"{prefix}[{text}]({_markdown_destination(node.href)})")
+            written.append("![" if node.kind == "image" else "[")
+            _write_markdown_inline(node.children, written, escape_line_starts, after="]")
+            written.append(f"]({_markdown_destination(node.href)})")
         elif node.kind == "softbreak":
             written.append("\n")
         elif node.kind == "hardbreak":
             written.append("\\\n")
-    return "".join(written)
+
+
+def _character_before_delimiters(written: list[str], character: str) -> str:
+    """The character before the delimiter run a new delimiter would join (`*a*` then `**b**` make one
+    run, `***`): CommonMark tells whether a run opens from the characters around the whole run."""
+    index = len(written)
+    while index and set(written[index - 1]) == {character}:  # a delimiter (text never writes one bare)
+        index -= 1
+    return written[index - 1][-1:] if index else ""
+
+
+def _markdown_edge_character(node: _Node, end: int) -> str:
+    """The first (end=0) or last (end=-1) character a node is written with, inside a delimiter pair."""
+    if node.kind == "text":
+        return node.text[end]
+    if node.kind in _DELIMITED:  # nested at the edge of emphasis, it always keeps its delimiters
+        return _DELIMITED[node.kind][0]
+    edges = {"code_inline": "`", "link": "[)", "image": "!)", "softbreak": "\n", "hardbreak": "\\\n"}
+    return edges[node.kind][end]
+
+
+def _markdown_leading_character(node: _Node) -> str:
+    """The character a following node may start with: for emphasis, its content's (it may be plain)."""
+    if node.kind in _DELIMITED:
+        return _markdown_leading_character(node.children[0])
+    return _markdown_edge_character(node, 0)
+
+
+def _is_whitespace(character: str) -> bool:
+    return not character or isWhiteSpace(ord(character))  # the edge of a line counts as whitespace
+
+
+def _is_punctuation(character: str) -> bool:
+    return bool(character) and (isMdAsciiPunct(ord(character)) or isPunctChar(character))
+
+
+def _opens(preceding: str, first: str) -> bool:
+    """A left-flanking delimiter run, as markdown-it tells (`*` and `~~` may open inside a word)."""
+    return not _is_whitespace(first) and (
+        not _is_punctuation(first) or _is_whitespace(preceding) or _is_punctuation(preceding)
+    )
+
+
+def _closes(last: str, following: str) -> bool:
+    """A right-flanking delimiter run."""
+    return not _is_whitespace(last) and (
+        not _is_punctuation(last) or _is_whitespace(following) or _is_punctuation(following)
+    )
 
 
 _MARKDOWN_LINE_START = re.compile(r"^(?:[#>+=~-]|\d{1,9}(?=[.)]))")
@@ -826,7 +1000,7 @@ def _write_adf(blocks: list[_Node]) -> dict:
 
 
 def _adf_out_blocks(blocks: list[_Node], inside: str) -> list[dict]:
-    """ADF blocks for a document, a list item or a quote: the last two hold no headings, quotes or rules."""
+    """ADF blocks for a document, a list item or a quote (the last two hold no heading, quote or rule)."""
     written: list[dict] = []
     for block in blocks:
         if block.kind == "paragraph" or (block.kind == "heading" and inside != "doc"):
@@ -871,7 +1045,8 @@ def _adf_out_inline(nodes: list[_Node], marks: tuple) -> list[dict]:
         if node.kind == "text":
             written.append(_adf_text(node.text, marks))
         elif node.kind == "code_inline":  # ADF: code combines with a link only
-            written.append(_adf_text(node.text, (*(mark for mark in marks if mark[0] == "link"), ("code",))))
+            link_marks = [mark for mark in marks if mark[0] == "link"]
+            written.append(_adf_text(node.text, (*link_marks, ("code",))))
         elif node.kind in _DELIMITED:
             written.extend(_adf_out_inline(node.children, (*marks, (node.kind,))))
         elif node.kind == "link":
@@ -900,7 +1075,6 @@ def _with_link(marks: tuple, href: str) -> tuple:
 
 
 _ADF_MARK_TYPES = {"strong": "strong", "em": "em", "s": "strike", "code": "code"}
-_ADF_MARK_ORDER = ("link", "strong", "em", "s", "code")
 
 
 def _adf_text(text: str, marks: tuple) -> dict:
@@ -976,7 +1150,8 @@ def _wiki_item_text(block: _Node) -> str:
     if block.kind in ("paragraph", "heading"):
         return _wiki_inline(block.children, line_start=True)
     if block.kind == "code_block":
-        return "\n".join(_escape_wiki(line, "", "", True) for line in block.text.split("\n") if line.strip())
+        lines = [line for line in block.text.split("\n") if line.strip()]
+        return "\n".join(_escape_wiki(line, "", "", at_line_start=True) for line in lines)
     return "\n".join(_wiki_item_text(child) for child in _lift_quotes(block.children))
 
 
@@ -995,8 +1170,8 @@ def _wiki_inline(
 def _wiki_node(node: _Node, preceding: str, following: str, marks: tuple, at_line_start: bool) -> str:
     if node.kind == "text":
         return _escape_wiki(node.text, preceding, following, at_line_start)
-    if node.kind in _BREAKS:
-        return "\\\\" if marks else "\n"  # a newline would end the emphasis
+    if node.kind in _BREAKS:  # a newline would end the emphasis; spaces keep `\\` off a URL before it
+        return " \\\\ " if marks else "\n"
     if node.kind == "code_inline":
         if _wiki_code_fits(node.text):
             return "{{" + node.text + "}}"
@@ -1042,7 +1217,8 @@ def _wiki_boundary(character: str) -> bool:
 
 
 def _wiki_code_fits(code: str) -> bool:
-    return "}}" not in code and "{{" not in code and not code.startswith("{") and not code.endswith("}")
+    """Whether {{code}} reads back: it ends at the first `}}`."""
+    return "{{" not in code and "}}" not in code and code[0] != "{" and code[-1] != "}"
 
 
 def _wiki_url_fits(url: str) -> bool:
@@ -1050,16 +1226,22 @@ def _wiki_url_fits(url: str) -> bool:
 
 
 def _escape_wiki(text: str, preceding: str, following: str, at_line_start: bool) -> str:
+    """Wiki text; a URL followed by whitespace stays as it is, for Jira to link (jira2markdown keeps a
+    URL verbatim up to the next whitespace, so another gets its `://` escaped and is no URL)."""
     escaped = []
     position = 0
-    for url in _BARE_URL.finditer(text):  # Jira links bare URLs: they stay as they are
-        escaped.append(
-            _escape_wiki_words(text[position : url.start()], preceding, url.group()[0], at_line_start)
-        )
-        escaped.append(url.group())
-        position = url.end()
-        preceding, at_line_start = url.group()[-1], False
-    escaped.append(_escape_wiki_words(text[position:], preceding, following, at_line_start))
+    for url in _BARE_URL.finditer(text):
+        next_character = text[url.end() : url.end() + 1] or following
+        words = text[position : url.start()]
+        escaped.append(_escape_wiki_words(words, preceding, url.group()[0], at_line_start and not position))
+        before_url = words[-1:] or (preceding if not position else "")
+        if _is_whitespace(next_character) and before_url not in ("[", "|"):
+            escaped.append(url.group())
+        else:
+            words = _escape_wiki_words(url.group(), before_url, next_character, False)
+            escaped.append(words.replace("://", "\\://"))
+        preceding, position = url.group()[-1], url.end()
+    escaped.append(_escape_wiki_words(text[position:], preceding, following, at_line_start and not position))
     return "".join(escaped)
 
 

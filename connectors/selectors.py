@@ -38,7 +38,11 @@ def load_mapping_set(connection: ToolConnection) -> MappingSet:
         )
         for mapping in type_mappings
     )
-    return MappingSet(connection_name=connection.name, rules=rules)
+    return MappingSet(
+        connection_name=connection.name,
+        rules=rules,
+        rich_text_format=connector_for(connection.kind).rich_text_format,
+    )
 
 
 def connector_instance(

@@ -39,6 +39,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from connectors import richtext
 from connectors.base import Connector, ItemRef, Page, ScopeSpec, ToolItem
 from connectors.exceptions import ConnectorError, NotFound
 from connectors.ingest import (
@@ -117,9 +118,6 @@ class PairPlan:
         return bool(self.to_target or self.to_source)
 
 
-_MISSING = object()
-
-
 def plan_pair(
     rules: list[FlowRule],
     source_now: dict[str, Any],
@@ -140,8 +138,9 @@ def plan_pair(
         if rule.timing == FlowTiming.CREATE or name in open_conflicts:
             continue
         source_value, target_value = source_now.get(name), target_now.get(name)
-        source_changed = source_base.get(name, _MISSING) != source_value
-        target_changed = target_base.get(name, _MISSING) != target_value
+        # A field no baseline names had no value then (baselines leave empty fields out).
+        source_changed = source_base.get(name) != source_value
+        target_changed = target_base.get(name) != target_value
         if source_value == target_value:
             if source_changed:
                 plan.accept_source[name] = source_value
@@ -300,7 +299,9 @@ class Writer:
                 self.notes.append(f"{name}: no field mapping on the {self.side.name} side")
                 continue
             native_value = _unmapped_value(mapping, value)
-            if mapping.transform == Transform.PERSON and native_value is not None:
+            if mapping.transform == Transform.RICH_TEXT and isinstance(native_value, str):
+                paths[mapping.tool_path] = richtext.from_markdown(native_value, connector.rich_text_format)
+            elif mapping.transform == Transform.PERSON and native_value is not None:
                 account = self.people.account_for(self.other.connection_id, value, self.side.connection_id)
                 if account is None:
                     self.notes.append(f"{name}: no account for “{value}” in {self.side.scope.connection}")

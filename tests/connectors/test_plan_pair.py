@@ -98,3 +98,25 @@ def test_a_field_in_conflict_waits_and_the_others_still_flow():
         open_conflicts={"title": {"source": "A", "target": "B"}},
     )
     assert (result.to_target, result.conflicts) == ({"release": "2.0"}, {})
+
+
+def test_a_field_new_to_the_integration_flows_from_the_side_that_has_a_value():
+    """A field flow added later: no baseline names it; the side holding a value changed it, the empty
+    side did not (a conflict would let "target wins" blank the source)."""
+    rules = [FlowRule("description", FieldFlow.BOTH)]
+    result = plan_pair(
+        rules,
+        {"description": "Customers want it"},
+        {},
+        {},
+        {},
+        policy=ConflictPolicy.TARGET_WINS,
+        source_times={"description": EARLY},
+        target_times={"description": EARLY},
+        open_conflicts={},
+    )
+    assert (result.to_target, result.to_source, result.conflicts) == (
+        {"description": "Customers want it"},
+        {},
+        {},
+    )

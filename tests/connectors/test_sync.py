@@ -578,3 +578,46 @@ def test_a_lost_create_answer_never_makes_a_second_item_whatever_the_search_lag(
     pair = IntegrationPair.objects.get(integration=world.integrations["to_jira"])
     assert (pair.state, pair.target.key) == (PairState.OK, epics[0])
     assert world.jira.issues[epics[0]].properties["vsm.created-for"] == {"marker": pair.create_marker}
+
+
+def test_rich_text_crosses_tools_in_each_tools_own_form_and_settles(world):
+    """A Targetprocess description (HTML) reaches Jira as wiki markup, paragraphs, emphasis, lists and
+    links kept; Jira's edit comes back as HTML; nothing echoes once the two agree."""
+    from connectors.models import FieldMapping, IntegrationField
+
+    to_jira = world.integrations["to_jira"]
+    for mapping, path in (
+        (to_jira.source_type_mapping, "Description"),
+        (to_jira.target_type_mapping, "description"),
+    ):
+        FieldMapping.objects.create(
+            type_mapping=mapping, tool_path=path, model_field="description", transform="rich_text"
+        )
+    IntegrationField.objects.create(integration=to_jira, model_field="description", flow="both")
+    _pair, tp_id, epic = _chain(world, "target_wins")
+    description = (
+        "<div><p>Customers want <strong>invoice</strong> payment.</p><ul><li>EU</li><li>UK</li></ul>"
+        '<p>See <a href="https://example.com/spec">the spec</a>.</p></div>'
+    )
+    world.targetprocess.edit(tp_id, {"Description": description})
+    sync(world, "targetprocess")
+    run(world, "to_jira")
+    assert world.jira.issues[epic].fields["description"] == (
+        "Customers want *invoice* payment.\n\n* EU\n* UK\n\nSee [the spec|https://example.com/spec]."
+    )
+    assert Artifact.objects.get(key=epic).fields["description"] == (
+        "Customers want **invoice** payment.\n\n- EU\n- UK\n\nSee [the spec](https://example.com/spec)."
+    )
+
+    world.jira.edit(epic, {"description": "Customers want *invoice* payment, _in euros_.\n\n* EU"})
+    sync(world, "jira")
+    run(world, "to_jira")
+    assert world.targetprocess.entities[tp_id].description == (
+        "<p>Customers want <strong>invoice</strong> payment, <em>in euros</em>.</p>\n<ul>\n<li>EU</li>\n</ul>"
+    )
+    settled = world.writes()
+    for _ in range(2):
+        for tool in ("targetprocess", "jira"):
+            sync(world, tool)
+        assert run(world, "to_jira").counts["updated"] == 0
+    assert world.writes() == settled

@@ -83,6 +83,9 @@ class JiraConnector(Connector):
     features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS, Feature.WEBHOOKS})
     webhook_module = webhooks
     query_help = "A project key (ABC) or a JQL filter without ORDER BY."
+    # Wiki markup: what REST v2 takes and Data Center answers; Cloud answers v3 reads with ADF, which
+    # connectors.richtext recognises by its shape.
+    rich_text_format = "jira_wiki"
 
     def __init__(self, installation):
         super().__init__(installation)

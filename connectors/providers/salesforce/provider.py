@@ -158,6 +158,7 @@ class SalesforceConnector(Connector):
         "Which object to read: 'requests' (the feature request object) or 'cases', optionally followed by "
         "a SOQL condition, e.g. \"cases WHERE Origin = 'Web'\" (no ORDER BY or LIMIT). One object per scope."
     )
+    rich_text_format = "html"  # rich text area fields
 
     def __init__(self, installation):
         super().__init__(installation)

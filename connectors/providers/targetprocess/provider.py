@@ -111,6 +111,7 @@ class TargetprocessConnector(Connector):
     artifact_types = tuple(RESOURCES)
     features = frozenset({Feature.READ, Feature.WRITE, Feature.LINKS})
     query_help = "Targetprocess project ids separated by commas (12, 15), or * for every project."
+    rich_text_format = "html"
 
     def __init__(self, installation):
         super().__init__(installation)
