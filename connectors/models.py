@@ -594,6 +594,11 @@ class IntegrationPair(models.Model):
     conflicts = models.JSONField(
         default=dict, blank=True, help_text="Field -> {source, target} values waiting for a person."
     )
+    pending = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Side -> {field: value} being written, kept until the write is known to have succeeded.",
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     next_retry_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)

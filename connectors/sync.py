@@ -17,10 +17,15 @@ changed a field when its current value differs from its own baseline, so:
 Every write goes through the provider of the side written; what it wrote is read back and stored
 through the ingest page store (without starting another propagation), and each write is recorded as
 agreed as soon as it succeeded: fields first, then the status, so a failed status change is retried
-alone, never with the fields again. A failing pair is retried with backoff and never blocks the others.
-Creation is crash-safe: the pair is recorded before the tool is asked to create the item, and a pair
-found half-made is first matched against what the tool already holds. A target item deleted in its tool
-puts its pair in the state "target gone", said on the run, until a person re-creates or unlinks it.
+alone, never with the fields again. Before each write the pair notes what is written and what the other
+side held (`pending`): when the answer is lost, finding that value there later is the engine's own write
+taking effect (both values become the baselines), not a person's edit. Only what a plan decided is taken
+as agreed: a change that a read-back alone brought in stays a change. A failing pair is retried with
+backoff and never blocks the others. Creation is crash-safe: the pair is recorded with a fresh marker
+before the tool is asked to create the item, and a pair found half-made is first matched against what the
+tool already holds (Connector.find_created); an item an earlier attempt made holds what the source held
+then, so what the source changed since flows at once, as any change would. A target item deleted in its
+tool puts its pair in the state "target gone", said on the run, until a person re-creates or unlinks it.
 """
 
 from __future__ import annotations
@@ -116,6 +121,10 @@ class PairPlan:
     @property
     def writes(self) -> bool:
         return bool(self.to_target or self.to_source)
+
+    @property
+    def sides_written(self) -> set[str]:
+        return {side for side, values in ((SOURCE, self.to_source), (TARGET, self.to_target)) if values}
 
 
 def plan_pair(
@@ -634,6 +643,7 @@ class Engine:
     def _create_batch(self, items: list[tuple[Artifact, IntegrationPair | None]]) -> None:
         pairs, fresh = self._pairs_recorded(items)
         made: list[tuple[Artifact, IntegrationPair, ToolItem]] = []
+        found: set[int] = set()  # pairs whose item an earlier attempt had made
         # New items are created a few at a time (the tool's calls overlap; its rate cap still holds);
         # an earlier attempt's items are looked for one by one first.
         with ThreadPoolExecutor(max_workers=settings.SYNC_CONCURRENT_WRITES) as pool:
@@ -644,9 +654,13 @@ class Engine:
                     creating[pool.submit(self._creation(source, pair.create_marker))] = (source, pair)
                     continue
                 try:
-                    made.append((source, pair, self._remake(source, pair)))
+                    item, earlier = self._remake(source, pair)
                 except ConnectorError as error:
                     self._failed(source, pair, error)
+                    continue
+                made.append((source, pair, item))
+                if earlier:
+                    found.add(pair.pk)
             for future in as_completed(creating):
                 source, pair = creating[future]
                 try:
@@ -688,8 +702,26 @@ class Engine:
             ignore_conflicts=True,
         )
         for source, pair, item in done:
-            self.agreed(pair, sources.get(source.external_id, source), targets[item.native_id])
+            source, target = sources.get(source.external_id, source), targets[item.native_id]
+            self.agreed(pair, source, target)
             self.run.created += 1
+            if pair.pk in found:
+                self._carry_changes_since_the_earlier_attempt(source, pair, target)
+
+    def _carry_changes_since_the_earlier_attempt(
+        self, source: Artifact, pair: IntegrationPair, target: Artifact
+    ) -> None:
+        """An item made by an earlier attempt holds what the source held then: that is the agreed value of
+        what a creation carries, and what the source changed since flows now, as any change would."""
+        carried = model_values(target)
+        for name in {TITLE, *self._flowing_to_target()} - {STATUS}:
+            pair.source_values[name] = carried.get(name)
+        pair.target, pair.state = target, PairState.OK
+        IntegrationPair.objects.filter(pk=pair.pk).update(source_values=pair.source_values)
+        try:
+            self._update(source, pair)
+        except ConnectorError as error:
+            self._failed(source, pair, error)
 
     def _pairs_recorded(
         self, items: list[tuple[Artifact, IntegrationPair | None]]
@@ -733,10 +765,11 @@ class Engine:
     def _creation(self, source: Artifact, marker: str) -> Callable[[], ToolItem]:
         return self.to_target.creation(self._creation_values(source), self._container(source), marker)
 
-    def _remake(self, source: Artifact, pair: IntegrationPair) -> ToolItem:
-        """After an earlier attempt: the item it made, found in the target tool, or a new one (recorded
-        with its own start and marker before the tool is asked)."""
+    def _remake(self, source: Artifact, pair: IntegrationPair) -> tuple[ToolItem, bool]:
+        """After an earlier attempt: the item it made, found in the target tool (True), or a new one
+        (False; recorded with its own start and marker before the tool is asked)."""
         made = self._made_before(source, pair) if pair.create_started_at is not None else None
+        earlier = made is not None
         if made is None:
             pair.create_started_at, pair.create_marker = timezone.now(), uuid.uuid4().hex
             IntegrationPair.objects.filter(pk=pair.pk).update(
@@ -744,7 +777,7 @@ class Engine:
             )
             made = self._creation(source, pair.create_marker)()
         self._record_made(pair, made)
-        return made
+        return made, earlier
 
     @staticmethod
     def _record_made(pair: IntegrationPair, made: ToolItem) -> None:
@@ -807,32 +840,39 @@ class Engine:
         if target.deleted_at is not None:
             self._target_gone(pair, target)
             return
-        plan = self.plan(pair, source, target)
-        if plan.writes:
-            # The store may not hold a person's latest edit of a side yet (its sync or webhook is still
-            # to come): read each side about to be written again and plan on what it holds now.
-            if plan.to_target:
-                target = self._read_again(self.to_target, target)
-                if target.deleted_at is not None:
-                    self._target_gone(pair, target)
+        sides = {SOURCE: source, TARGET: target}
+        self._adopt_pending(pair, sides)
+        plan = self.plan(pair, sides[SOURCE], sides[TARGET])
+        read_again: set[str] = set()
+        # The store may not hold a person's latest edit of a side yet (its sync or webhook is still to
+        # come): every side about to be written is read again first, and the plan made again on what
+        # it holds now, until the plan writes only to sides read afresh (twice at most).
+        while plan.sides_written - read_again:
+            for name in plan.sides_written - read_again:
+                read_again.add(name)
+                sides[name] = self._read_again(self._writer(name), sides[name])
+                if sides[name].deleted_at is not None:
+                    if name == TARGET:
+                        self._target_gone(pair, sides[name])
+                    else:
+                        self.run.unchanged += 1  # no longer among the sources from now on
                     return
-            if plan.to_source:
-                source = self._read_again(self.to_source, source)
-                if source.deleted_at is not None:
-                    self.run.unchanged += 1  # no longer among the sources from now on
-                    return
-            plan = self.plan(pair, source, target)
+            self._adopt_pending(pair, sides)
+            plan = self.plan(pair, sides[SOURCE], sides[TARGET])
         if not plan.writes and not plan.conflicts:
             if plan.accept_source or plan.accept_target or pair.state != PairState.OK:
-                self.agreed(pair, source, target, keep=plan)
+                self.settle(pair, sides[SOURCE], sides[TARGET], plan)
             self.run.unchanged += 1
             return
-        source, target = self.apply(pair, source, target, plan)
+        source, target = self.apply(pair, sides[SOURCE], sides[TARGET], plan)
+        self.settle(pair, source, target, plan)
         if plan.conflicts:
             self.run.conflicts += 1
-        self.agreed(pair, source, target, keep=plan)
         if plan.writes:
             self.run.updated += 1
+
+    def _writer(self, side: str) -> Writer:
+        return self.to_source if side == SOURCE else self.to_target
 
     @staticmethod
     def _read_again(writer: Writer, artifact: Artifact) -> Artifact:
@@ -877,28 +917,79 @@ class Engine:
         """Make the plan's writes, each side's fields and then its status, each recorded as agreed once
         it succeeded (a later write failing leaves it done); both sides as they are afterwards."""
         sides = {SOURCE: source, TARGET: target}
-        for name, writer, values in (
-            (TARGET, self.to_target, plan.to_target),
-            (SOURCE, self.to_source, plan.to_source),
-        ):
+
+        def step(name: str, written: dict[str, Any], write: Callable[[Artifact], bool]) -> None:
+            other = sides[TARGET if name == SOURCE else SOURCE]
+            self._remember_pending(pair, name, written, model_values(other))
+            if write(sides[name]):
+                sides[name] = self._writer(name).read_back(sides[name].key)
+                self._agree_on(pair, sides[SOURCE], sides[TARGET], written, name)
+            else:  # nothing to write after all (a field without a mapping, a status already there)
+                self._forget_pending(pair, name, written)
+
+        for name, values in ((TARGET, plan.to_target), (SOURCE, plan.to_source)):
+            writer = self._writer(name)
             fields = {field: value for field, value in values.items() if field != STATUS}
-            if fields and writer.write_fields(sides[name], fields):
-                sides[name] = writer.read_back(sides[name].key)
-                self._agree_on(pair, sides[SOURCE], sides[TARGET], fields)
-            if STATUS in values and writer.move(sides[name], values[STATUS]):
-                sides[name] = writer.read_back(sides[name].key)
-                self._agree_on(pair, sides[SOURCE], sides[TARGET], [STATUS])
+            if fields:
+                step(name, fields, partial(writer.write_fields, values=fields))
+            if STATUS in values:
+                step(name, {STATUS: values[STATUS]}, partial(writer.move, state=values[STATUS]))
         return sides[SOURCE], sides[TARGET]
 
     @staticmethod
-    def _agree_on(pair: IntegrationPair, source: Artifact, target: Artifact, names) -> None:
-        """Both sides' baselines of these fields become what they now hold (a write that succeeded)."""
+    def _agree_on(pair: IntegrationPair, source: Artifact, target: Artifact, names, written: str) -> None:
+        """Both sides' baselines of these fields become what they now hold: the write to the `written`
+        side succeeded, so it is no longer pending."""
         source_now, target_now = model_values(source), model_values(target)
+        pending = pair.pending.get(written, {})
         for name in names:
             pair.source_values[name], pair.target_values[name] = source_now.get(name), target_now.get(name)
+            pending.pop(name, None)
         IntegrationPair.objects.filter(pk=pair.pk).update(
-            source_values=pair.source_values, target_values=pair.target_values
+            source_values=pair.source_values, target_values=pair.target_values, pending=pair.pending
         )
+
+    @staticmethod
+    def _remember_pending(pair: IntegrationPair, side: str, values: dict[str, Any], other: dict[str, Any]):
+        """What is about to be written to a side, and what the other side held then, kept until the write
+        is known to have succeeded: if its answer is lost, the value found there later is the engine's
+        own, not a person's edit, and the two values are what both sides agreed on."""
+        kept = pair.pending.setdefault(side, {})
+        for name, value in values.items():
+            kept[name] = {"written": value, "other": other.get(name)}
+        IntegrationPair.objects.filter(pk=pair.pk).update(pending=pair.pending)
+
+    @staticmethod
+    def _forget_pending(pair: IntegrationPair, side: str, values: dict[str, Any]) -> None:
+        for name in values:
+            pair.pending.get(side, {}).pop(name, None)
+        IntegrationPair.objects.filter(pk=pair.pk).update(pending=pair.pending)
+
+    @staticmethod
+    def _adopt_pending(pair: IntegrationPair, sides: dict[str, Artifact]) -> None:
+        """Writes whose answer was lost: a side holding the value written took the write (the value
+        written and the other side's value then become the baselines); a side holding neither it nor its
+        baseline was changed since by someone (the write is forgotten, the change counts); a side still
+        holding its baseline may not show the write yet (kept pending)."""
+        changed = False
+        for side, entries in pair.pending.items():
+            own, other = (
+                (pair.source_values, pair.target_values)
+                if side == SOURCE
+                else (pair.target_values, pair.source_values)
+            )
+            now = model_values(sides[side])
+            for name, entry in list(entries.items()):
+                if now.get(name) == entry["written"]:
+                    own[name], other[name] = entry["written"], entry["other"]
+                elif now.get(name) == own.get(name):
+                    continue
+                del entries[name]
+                changed = True
+        if changed:
+            IntegrationPair.objects.filter(pk=pair.pk).update(
+                source_values=pair.source_values, target_values=pair.target_values, pending=pair.pending
+            )
 
     def _target_gone(self, pair: IntegrationPair, target: Artifact) -> None:
         """The target item was deleted in its tool: nothing can be kept in step until a person re-creates
@@ -913,21 +1004,29 @@ class Engine:
                 last_error=f"{target.key} was deleted in {self.target.scope.connection}",
             )
 
-    def agreed(self, pair: IntegrationPair, source: Artifact, target: Artifact, keep: PairPlan | None = None):
-        """Both sides' baselines become what they now hold, but for fields left in conflict."""
-        conflicts = {**pair.conflicts, **(keep.conflicts if keep else {})}
-        source_values, target_values = model_values(source), model_values(target)
-        for name in conflicts:
-            source_values[name] = pair.source_values.get(name)
-            target_values[name] = pair.target_values.get(name)
+    def agreed(self, pair: IntegrationPair, source: Artifact, target: Artifact) -> None:
+        """A pair just made: both sides' baselines become everything they now hold."""
+        pair.source_values, pair.target_values = model_values(source), model_values(target)
+        self._recorded(pair, source, target)
+
+    def settle(self, pair: IntegrationPair, source: Artifact, target: Artifact, plan: PairPlan) -> None:
+        """After a plan was carried out: the values it accepted become baselines (its writes already
+        did, one by one), its conflicts wait for a person. Nothing else is taken as agreed: a change
+        that only a read-back brought in is still a change, for the next pass."""
+        pair.source_values.update(plan.accept_source)
+        pair.target_values.update(plan.accept_target)
+        pair.conflicts = {**pair.conflicts, **plan.conflicts}
+        self._recorded(pair, source, target)
+
+    def _recorded(self, pair: IntegrationPair, source: Artifact, target: Artifact) -> None:
         IntegrationPair.objects.filter(pk=pair.pk).update(
             target=target,
             target_external_id=target.external_id,
             target_key=target.key,
-            source_values=source_values,
-            target_values=target_values,
-            conflicts=conflicts,
-            state=PairState.CONFLICT if conflicts else PairState.OK,
+            source_values=pair.source_values,
+            target_values=pair.target_values,
+            conflicts=pair.conflicts,
+            state=PairState.CONFLICT if pair.conflicts else PairState.OK,
             attempts=0,
             next_retry_at=None,
             last_error="",
@@ -1039,12 +1138,19 @@ def pair_conflict_resolve(pair: IntegrationPair, *, take: str, transport=None, s
             integration=pair.integration, trigger=SyncTrigger.MANUAL, started_at=timezone.now()
         )
         with _engine_for(run, transport, sleep) as engine:
-            chosen = {name: values[take] for name, values in pair.conflicts.items()}
+            # Each side as its tool holds it now: the chosen side's value may have moved on since the
+            # conflict was flagged, and that is the value the person chose.
+            source = engine.to_source.read_back(pair.source.key)
+            target = engine.to_target.read_back(pair.target.key)
+            chosen_now = model_values(source if take == SOURCE else target)
+            chosen = {name: chosen_now.get(name) for name in pair.conflicts}
             plan = PairPlan(to_target=chosen) if take == SOURCE else PairPlan(to_source=chosen)
-            source, target = engine.apply(pair, pair.source, pair.target, plan)
             pair.conflicts = {}
             IntegrationPair.objects.filter(pk=pair.pk).update(conflicts={})
-            engine.agreed(pair, source, target)
+            source, target = engine.apply(pair, source, target, plan)
+            # Settled, written or not (a value both sides already held needed no write).
+            engine._agree_on(pair, source, target, chosen, TARGET if take == SOURCE else SOURCE)
+            engine.settle(pair, source, target, plan)
             run.updated, run.writes = 1, engine.to_target.writes + engine.to_source.writes
             _finish_run(run, SyncOutcome.SUCCESS, f"conflict resolved: took the {take}'s values")
     finally:

@@ -4,15 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connectors', '0010_pair_create_marker'),
+        ("connectors", "0010_pair_create_marker"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='fieldmapping',
-            name='transform',
-            field=models.CharField(choices=[('none', 'as is'), ('text', 'text'), ('number', 'number'), ('datetime', 'date and time'), ('date', 'date'), ('person', 'person (display name)'), ('names', 'list of names'), ('rich_text', 'rich text (kept as Markdown)')], default='none', max_length=16),
+            model_name="fieldmapping",
+            name="transform",
+            field=models.CharField(
+                choices=[
+                    ("none", "as is"),
+                    ("text", "text"),
+                    ("number", "number"),
+                    ("datetime", "date and time"),
+                    ("date", "date"),
+                    ("person", "person (display name)"),
+                    ("names", "list of names"),
+                    ("rich_text", "rich text (kept as Markdown)"),
+                ],
+                default="none",
+                max_length=16,
+            ),
         ),
     ]
