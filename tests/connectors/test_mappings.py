@@ -4,7 +4,15 @@ from decimal import Decimal
 import pytest
 
 from connectors.base import StatusChange, ToolItem
-from connectors.mappings import FieldRule, MappingError, MappingSet, TypeRule, normalise, resolve_path
+from connectors.mappings import (
+    FieldRule,
+    MappingError,
+    MappingSet,
+    TypeRule,
+    field_change_times,
+    normalise,
+    resolve_path,
+)
 from vsm.choices import FlowState
 
 T0 = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
@@ -159,3 +167,36 @@ def test_resolve_path_fans_out_over_lists_with_a_star():
     assert resolve_path(build, "changeSets.*.items.*.commitId") == ["a1", "b2", "c3"]
     assert resolve_path({"changeSets": []}, "changeSets.*.items.*.commitId") == []
     assert resolve_path({"labels": ["a", None]}, "labels.*") == ["a"]
+
+
+def _priority_rule() -> TypeRule:
+    return TypeRule(
+        tool_type="Story",
+        artifact_model_id=1,
+        flow_item_type_id=None,
+        fields=(FieldRule("priority.name", "priority", "text"),),
+        statuses=STATUSES,
+    )
+
+
+def test_field_change_times_come_from_the_tools_history_where_it_names_the_field():
+    edited = T0 + timedelta(hours=7)
+    normalised = normalise(item(field_times={"priority": edited}), mapping_set(_priority_rule()))
+    times = field_change_times(normalised, None, {})
+    assert times == {
+        "priority": edited.isoformat(),
+        "title": T0.isoformat(),  # a history naming no change of the title: unchanged since creation
+        "status": (T0 + timedelta(hours=9)).isoformat(),  # the last transition
+    }
+
+
+def test_without_a_history_a_field_changes_when_a_read_first_sees_its_new_value():
+    rule = mapping_set(_priority_rule())
+    first = normalise(item(), rule)
+    before = field_change_times(first, None, {})
+    assert before["priority"] == before["title"] == first.updated_at.isoformat()
+    later = T0 + timedelta(days=5)
+    again = normalise(item(updated=later, fields={"priority": {"name": "P2"}}), rule)
+    times = field_change_times(again, first.model_values(), before)
+    assert times["priority"] == later.isoformat()  # changed since the last read
+    assert times["title"] == before["title"]  # the same value: its time stays

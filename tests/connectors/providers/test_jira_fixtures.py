@@ -2,6 +2,7 @@
 
 import csv
 import json
+from datetime import datetime
 
 import pytest
 from django.utils import timezone
@@ -9,7 +10,7 @@ from django.utils import timezone
 from connectors.base import Page
 from connectors.ingest import PageStore
 from connectors.models import PendingLink, SyncRun
-from connectors.providers.jira.items import issue_to_item
+from connectors.providers.jira.items import issue_to_item, parse_jira_time
 from connectors.selectors import load_mapping_set
 from tests.factories import ScopeFactory, ToolConnectionFactory, map_types
 from vsm.choices import FlowState, LinkKind
@@ -63,6 +64,21 @@ def test_every_real_issue_reads_with_all_its_status_changes(real_issues):
         assert len(item.changelog) == status_items(issue), issue["key"]
         assert all(change.at.tzinfo is not None for change in item.changelog)
         assert item.created <= item.updated
+
+
+def test_every_real_issue_tells_when_each_changed_field_last_changed(real_issues):
+    """The latest history naming each field, by its id (a system change such as a workflow migration may
+    come after the issue's `updated`, which Jira does not move for it)."""
+    for issue in real_issues:
+        item = issue_to_item(issue, "https://merico.atlassian.net")
+        latest: dict[str, datetime] = {}
+        for history in issue["changelog"]["histories"]:
+            at = parse_jira_time(history["created"])
+            for change in history["items"]:
+                name = change.get("fieldId") or change["field"]
+                latest[name] = max(latest.get(name, at), at)
+        expected = {**latest, **({"title": latest["summary"]} if "summary" in latest else {})}
+        assert item.field_times == expected, issue["key"]
 
 
 @pytest.mark.django_db
