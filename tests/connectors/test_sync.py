@@ -134,7 +134,8 @@ def test_what_the_engine_wrote_is_not_echoed_and_two_way_edits_converge(world):
     assert world.writes() == settled
 
 
-def _conflicting_titles(world, policy):
+def _chain(world, policy):
+    """A Salesforce request, its Targetprocess request and that one's Jira epic, all in step."""
     from connectors.models import Integration
 
     Integration.objects.filter(pk=world.integrations["to_jira"].pk).update(conflict_policy=policy)
@@ -143,10 +144,18 @@ def _conflicting_titles(world, policy):
     run(world, "to_tp")
     run(world, "to_jira")
     pair = IntegrationPair.objects.get(integration=world.integrations["to_jira"])
-    tp_id = int(pair.source.external_id)
+    return pair, int(pair.source.external_id), pair.target.key
+
+
+def _titles(world, tp_id, epic):
+    return world.targetprocess.entities[tp_id].name, world.jira.issues[epic].fields["summary"]
+
+
+def _conflicting_titles(world, policy):
+    pair, tp_id, epic = _chain(world, policy)
     world.targetprocess.edit(tp_id, {"Name": "Title from Targetprocess"})
     world.clock.advance(minutes=1)
-    world.jira.edit(pair.target.key, {"summary": "Title from Jira"})
+    world.jira.edit(epic, {"summary": "Title from Jira"})
     for tool in ("targetprocess", "jira"):
         sync(world, tool)
     run(world, "to_jira")
@@ -403,23 +412,6 @@ def test_items_changed_during_a_run_wait_in_its_backlog_and_that_run_takes_them(
 
 
 # --- edits are never lost: order of syncs, per-field recency, writes recorded one by one, deletions -----
-
-
-def _chain(world, policy):
-    """A Salesforce request, its Targetprocess request and that one's Jira epic, all in step."""
-    from connectors.models import Integration
-
-    Integration.objects.filter(pk=world.integrations["to_jira"].pk).update(conflict_policy=policy)
-    world.salesforce.add_request("Pay by invoice", status="New")
-    sync(world, "salesforce")
-    run(world, "to_tp")
-    run(world, "to_jira")
-    pair = IntegrationPair.objects.get(integration=world.integrations["to_jira"])
-    return pair, int(pair.source.external_id), pair.target.key
-
-
-def _titles(world, tp_id, epic):
-    return world.targetprocess.entities[tp_id].name, world.jira.issues[epic].fields["summary"]
 
 
 @pytest.mark.parametrize("synced", ["targetprocess", "jira"])
