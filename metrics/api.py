@@ -31,6 +31,8 @@ from metrics import selectors
 from metrics.calculators import (
     DORA_DEFAULT_FAILURE_WINDOW_DAYS,
     DORA_DEFAULT_PRODUCTION_PATTERN,
+    DORA_FAILURE_RATE_CONVENTIONS,
+    DORA_LEAD_TIME_CONVENTIONS,
     DORA_MAX_PATTERN_LENGTH,
     Bucket,
     dora_production_pattern,
@@ -482,6 +484,26 @@ class DoraQuerySerializer(serializers.Serializer):
             "max_value": f"failure_window_days must be at most {selectors.DORA_MAX_FAILURE_WINDOW_DAYS}",
         },
     )
+    lead_time = serializers.ChoiceField(
+        choices=list(DORA_LEAD_TIME_CONVENTIONS),
+        default=DORA_LEAD_TIME_CONVENTIONS[0],
+        help_text=(
+            "Lead time for changes per commit (each commit to the first successful production deployment "
+            "containing it) or per pull_request (Apache DevLake's: a pull request's earliest commit to the "
+            "deployment that shipped the last of its commits to ship)."
+        ),
+        error_messages={"invalid_choice": "unknown lead_time {input!r}: use commit or pull_request"},
+    )
+    failure_rate = serializers.ChoiceField(
+        choices=list(DORA_FAILURE_RATE_CONVENTIONS),
+        default=DORA_FAILURE_RATE_CONVENTIONS[0],
+        help_text=(
+            "Change failure rate over every finished production deployment attempt, failed or followed by "
+            "an incident or defect (attempts), or over the successful ones, the share followed by one "
+            "(successful, Apache DevLake's; failed deployments count in neither)."
+        ),
+        error_messages={"invalid_choice": "unknown failure_rate {input!r}: use attempts or successful"},
+    )
 
     def validate_product(self, value):
         # Unknown and out-of-reach products alike: 404, as /flow/.
@@ -501,7 +523,9 @@ class DoraQuerySerializer(serializers.Serializer):
 
 class DoraMetricsViewSet(viewsets.ViewSet):
     """DORA metrics of one product: deployment frequency, lead time for changes, change failure rate and
-    failed deployment recovery time, per bucket, with the artifacts behind every number."""
+    failed deployment recovery time, per bucket, with the artifacts behind every number and each figure's
+    performance level (elite, high, medium, low: DORA 2023 bands, Apache DevLake's criteria; `level`
+    null with a `reason` when it cannot be told)."""
 
     @extend_schema(parameters=[DoraQuerySerializer], responses=OpenApiTypes.OBJECT)
     def list(self, request):
@@ -516,6 +540,8 @@ class DoraMetricsViewSet(viewsets.ViewSet):
                 params["bucket"],
                 production_pattern=params.get("production"),
                 failure_window_days=params["failure_window_days"],
+                lead_time_convention=params["lead_time"],
+                failure_rate_convention=params["failure_rate"],
             )
         except ValueError as error:
             raise serializers.ValidationError({"detail": str(error)}) from error
@@ -527,16 +553,19 @@ class DoraMetricsViewSet(viewsets.ViewSet):
 
 # --- /api/metrics/lead-time/ and /api/metrics/bottlenecks/ ------------------------------------------------
 
-LEAD_TIME_STATUSES = ("all", "delivered", "open")
+LEAD_TIME_STATUSES = ("all", "delivered", "open", "canceled")
 LEAD_TIME_CSV_FIELDS = [
     "artifact",
     "key",
     "title",
     "url",
     "created_at",
+    "status",
     "delivered",
     "delivered_at",
     "delivered_by",
+    "closed_at",
+    "closed_as",
     "lead_time",
     "age",
     "furthest_segment",
@@ -570,8 +599,9 @@ class LeadTimeQuerySerializer(TraceWindowQuerySerializer):
     status = serializers.ChoiceField(
         choices=LEAD_TIME_STATUSES,
         default="all",
-        help_text="all, delivered (inside the window) or open (not delivered yet).",
-        error_messages={"invalid_choice": "unknown status {input!r}: use all, delivered or open"},
+        help_text="all, delivered (inside the window), open (not delivered yet) or canceled (declined or "
+        "rejected inside the window: closed, not open).",
+        error_messages={"invalid_choice": "unknown status {input!r}: use all, delivered, open or canceled"},
     )
     ordering = serializers.ChoiceField(
         choices=[*selectors.TRACE_ORDERINGS, *(f"-{name}" for name in selectors.TRACE_ORDERINGS)],
@@ -617,9 +647,11 @@ def _lead_time_csv_row(row: dict) -> dict:
 
 class LeadTimeViewSet(viewsets.GenericViewSet):
     """End-to-end lead time of a product's customer requests, through the links across tools: created ->
-    the release or production deployment that delivered the last linked item, in phases (ideate, create,
-    release); open requests with their age and the furthest phase reached. `?format=csv` exports every
-    row. Partner users see the part of each chain inside their scope."""
+    the delivery of the last of their work items (done, and its commits shipped in a release or
+    production deployment), in phases (ideate, create, release); open requests with their age and the
+    furthest phase reached; canceled ones with when and as what they closed. A synced copy counts as its
+    original. `?format=csv` exports every row. Partner users see the part of each chain inside their
+    scope."""
 
     filter_backends = []
     renderer_classes = [*api_settings.DEFAULT_RENDERER_CLASSES, CSVRenderer]

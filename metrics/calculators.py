@@ -707,6 +707,39 @@ def _forecast_history(throughput: Sequence[int], trials: int) -> list[int]:
 #   - an incident or defect: from its created_at to its done_at (the final entry into Done; None while
 #     open or reopened), never below 0.
 #   Failures not recovered yet are listed with seconds None and left out of the statistics.
+#
+# Conventions, where tools disagree (the first of each is the default):
+# - Lead time for changes per commit ("commit", above) or per pull request ("pull_request", Apache
+#   DevLake's): a pull request (model "pull-request") has the commits it is linked to by committed_in
+#   links from it to each commit. It is shipped once one of its commits is shipped, by the deployment
+#   that shipped the last of its commits to ship (the latest, by (at, key), of its commits' first
+#   shipping deployments; commits never shipped are waited for by nobody). Its lead time runs from its
+#   earliest commit's time (shipped or not; ties by key) to that deployment's `at`, never below 0, and
+#   is bucketed by that deployment.
+# - Change failure rate over every finished attempt ("attempts", above) or over the successful ones
+#   ("successful", DevLake's): the succeeded production deployments in the window, and among them those
+#   an incident or defect is blamed on (the same blame); failed deployments count in neither.
+#   Recovery time is the same under both.
+#
+# Levels (DORA_BANDS, the 2023 Accelerate State of DevOps bands as Apache DevLake documents them): each
+# figure is tested against its bands in order and takes the first that holds; a band's bound is closed
+# or open as its test says (DORA_BANDS is the one place they are written). A day is 24 hours, a week 7
+# days, a month 30 days. No level (None, with the reason) without data: no successful production
+# deployment in the window, no change shipped in it, no finished deployment (or, "successful", no
+# succeeded one), no failure recovered.
+# - Lead time for changes: its median (p50). Elite < 1 day <= high < 1 week <= medium < 1 month <= low.
+# - Change failure rate: elite <= 5% < high <= 10% < medium <= 15% < low.
+# - Failed deployment recovery time: its median (p50) over the recovered failures. Elite < 1 hour <=
+#   high < 1 day <= medium < 1 week <= low.
+# - Deployment frequency, from deployment days (local days with at least one succeeded production
+#   deployment), not from a count: over the complete ISO weeks (Monday 00:00 to the next Monday 00:00,
+#   local) and the complete calendar months inside the window, the median number of deployment days per
+#   week (median: the mean of the two middle values for an even count) >= 5: elite; else >= 1: high;
+#   else the median number of deployment days per month >= 1: medium; else low. Partial weeks and
+#   months at the window's ends are left out of the medians. A window holding no complete week has no
+#   level; one holding complete weeks but no complete month has no level when the weekly median is
+#   below 1 (medium and low cannot be told apart). A product deploying on one day every week is high
+#   whatever the window's length.
 
 DORA_DEFAULT_PRODUCTION_PATTERN = r"(?i)prod"
 ProductionPattern = Any  # a compiled RE2 pattern (re2 ships no type stubs): .search(text)
@@ -721,6 +754,83 @@ DORA_FAILURE_WORDS = frozenset({"failure", "failed", "error", "unstable"})
 DORA_PIPELINE_LINK_KINDS = frozenset({"built_in", "released_in", "deployed_in"})
 DORA_REPAIR_LINK_KINDS = frozenset({"fixes", "committed_in", "implements"})
 DORA_FAILED_DEPLOYMENT = "deployment"
+
+DORA_LEAD_TIME_COMMIT = "commit"
+DORA_LEAD_TIME_PULL_REQUEST = "pull_request"
+DORA_LEAD_TIME_CONVENTIONS = (DORA_LEAD_TIME_COMMIT, DORA_LEAD_TIME_PULL_REQUEST)
+DORA_FAILURE_RATE_ATTEMPTS = "attempts"
+DORA_FAILURE_RATE_SUCCESSFUL = "successful"
+DORA_FAILURE_RATE_CONVENTIONS = (DORA_FAILURE_RATE_ATTEMPTS, DORA_FAILURE_RATE_SUCCESSFUL)
+
+DORA_ELITE, DORA_HIGH, DORA_MEDIUM, DORA_LOW = "elite", "high", "medium", "low"
+DORA_LEVELS = (DORA_ELITE, DORA_HIGH, DORA_MEDIUM, DORA_LOW)
+DORA_BENCHMARK = "DORA 2023 (Accelerate State of DevOps), Apache DevLake's criteria"
+# The measures a band tests (DoraBand.measure).
+DORA_LEAD_TIME_P50 = "median lead time for changes (seconds)"
+DORA_FAILURE_RATE = "change failure rate (0 to 1)"
+DORA_RECOVERY_P50 = "median failed deployment recovery time (seconds)"
+DORA_DAYS_PER_WEEK = "median deployment days per complete week"
+DORA_DAYS_PER_MONTH = "median deployment days per complete month"
+_WEEK = 7 * DAY
+_MONTH = 30 * DAY
+
+
+@dataclass(frozen=True, slots=True)
+class DoraBand:
+    level: str
+    measure: str  # what is tested
+    test: str | None  # "<", "<=" or ">=" `bound`; None: any value (the last band)
+    bound: float | None
+    wording: str  # the program's words for the band
+
+
+# The performance levels, in the order they are tested: the first band that holds gives the level.
+DORA_BANDS: dict[str, tuple[DoraBand, ...]] = {
+    "deployment_frequency": (
+        DoraBand(DORA_ELITE, DORA_DAYS_PER_WEEK, ">=", 5, "on demand (multiple deploys per day)"),
+        DoraBand(DORA_HIGH, DORA_DAYS_PER_WEEK, ">=", 1, "between once per day and once per week"),
+        DoraBand(DORA_MEDIUM, DORA_DAYS_PER_MONTH, ">=", 1, "between once per week and once per month"),
+        DoraBand(DORA_LOW, DORA_DAYS_PER_MONTH, None, None, "fewer than once per month"),
+    ),
+    "lead_time_for_changes": (
+        DoraBand(DORA_ELITE, DORA_LEAD_TIME_P50, "<", DAY, "less than one day"),
+        DoraBand(DORA_HIGH, DORA_LEAD_TIME_P50, "<", _WEEK, "between one day and one week"),
+        DoraBand(DORA_MEDIUM, DORA_LEAD_TIME_P50, "<", _MONTH, "between one week and one month"),
+        DoraBand(DORA_LOW, DORA_LEAD_TIME_P50, None, None, "more than one month"),
+    ),
+    # Rates are floats: a division is correctly rounded, so failed / deployments is <= the float 0.05
+    # exactly when the fraction is <= 5% (for any count of deployments below 2**50).
+    "change_failure_rate": (
+        DoraBand(DORA_ELITE, DORA_FAILURE_RATE, "<=", 0.05, "5% or less"),
+        DoraBand(DORA_HIGH, DORA_FAILURE_RATE, "<=", 0.10, "more than 5%, at most 10%"),
+        DoraBand(DORA_MEDIUM, DORA_FAILURE_RATE, "<=", 0.15, "more than 10%, at most 15%"),
+        DoraBand(DORA_LOW, DORA_FAILURE_RATE, None, None, "more than 15%"),
+    ),
+    "failed_deployment_recovery_time": (
+        DoraBand(DORA_ELITE, DORA_RECOVERY_P50, "<", HOUR, "less than one hour"),
+        DoraBand(DORA_HIGH, DORA_RECOVERY_P50, "<", DAY, "less than one day"),
+        DoraBand(DORA_MEDIUM, DORA_RECOVERY_P50, "<", _WEEK, "between one day and one week"),
+        DoraBand(DORA_LOW, DORA_RECOVERY_P50, None, None, "more than one week"),
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DoraLevel:
+    level: str | None  # one of DORA_LEVELS; None when it cannot be told (see reason)
+    band: str | None  # the band's wording
+    measure: str  # what was tested: the measure of the band that decided, or of the one missing
+    value: float | None
+    reason: str | None  # why there is no level
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentDays:
+    days: int  # local days of the window with at least one succeeded production deployment
+    weeks: dict[datetime, int]  # complete ISO week inside the window (local start) -> its deployment days
+    months: dict[datetime, int]  # complete calendar month inside the window -> its deployment days
+    median_per_week: float | None  # None without a complete week
+    median_per_month: float | None  # None without a complete month
 
 
 @dataclass(frozen=True, slots=True)
@@ -753,19 +863,26 @@ class DeploymentFrequency:
 
 @dataclass(frozen=True, slots=True)
 class ChangeLeadTime:
-    commit: str
+    commit: str  # per pull request: its earliest commit
     deployment: str
     committed_at: datetime
     deployed_at: datetime
     seconds: float
     bucket: datetime
+    pull_request: str | None = None  # per pull request: the pull request
+    commits: int = 1  # per pull request: how many commits it has
+
+    @property
+    def change(self) -> str:
+        """What is measured: the commit, or the pull request."""
+        return self.pull_request or self.commit
 
 
 @dataclass(frozen=True, slots=True)
 class LeadTimeForChanges:
     stats: FlowTimeStats
     by_bucket: dict[datetime, FlowTimeStats]
-    changes: list[ChangeLeadTime]  # by deployed_at, deployment, committed_at, commit
+    changes: list[ChangeLeadTime]  # by deployed_at, deployment, committed_at, change
 
 
 @dataclass(frozen=True, slots=True)
@@ -948,11 +1065,49 @@ def lead_time_for_changes(
                 bucket=starts[_bucket_index(edges, deployment.at)],
             )
         )
-    changes.sort(key=lambda c: (c.deployed_at, c.deployment, c.committed_at, c.commit))
+    return _lead_time_for_changes(changes, starts)
+
+
+def pull_request_lead_time(
+    pull_requests: Mapping[str, Mapping[str, datetime]],
+    shipped: Mapping[str, DoraDeployment],
+    window: Window,
+    bucket: Bucket | str,
+    tz: tzinfo | str,
+) -> LeadTimeForChanges:
+    """Per pull request ({pull request: {commit: commit time}}): its earliest commit's time -> the
+    deployment that shipped the last of its commits to ship, for those whose deployment is in the window."""
+    starts, edges = _buckets(window, Bucket(bucket), _zone(tz))
+    changes = []
+    for pull_request, commits in pull_requests.items():
+        deployments = [shipped[commit] for commit in commits if commit in shipped]
+        if not deployments:
+            continue
+        deployment = max(deployments, key=lambda d: (d.at, d.key))
+        if deployment.at not in window:
+            continue
+        first, committed_at = min(commits.items(), key=lambda pair: (pair[1], pair[0]))
+        changes.append(
+            ChangeLeadTime(
+                commit=first,
+                deployment=deployment.key,
+                committed_at=committed_at,
+                deployed_at=deployment.at,
+                seconds=max((deployment.at - committed_at).total_seconds(), 0.0),
+                bucket=starts[_bucket_index(edges, deployment.at)],
+                pull_request=pull_request,
+                commits=len(commits),
+            )
+        )
+    return _lead_time_for_changes(changes, starts)
+
+
+def _lead_time_for_changes(changes: list[ChangeLeadTime], starts: list[datetime]) -> LeadTimeForChanges:
+    changes.sort(key=lambda c: (c.deployed_at, c.deployment, c.committed_at, c.change))
     return LeadTimeForChanges(
-        stats=duration_stats((c.commit, c.seconds) for c in changes),
+        stats=duration_stats((c.change, c.seconds) for c in changes),
         by_bucket={
-            start: duration_stats((c.commit, c.seconds) for c in changes if c.bucket == start)
+            start: duration_stats((c.change, c.seconds) for c in changes if c.bucket == start)
             for start in starts
         },
         changes=changes,
@@ -990,8 +1145,15 @@ def change_failure_rate(
     window: Window,
     bucket: Bucket | str,
     tz: tzinfo | str,
+    convention: str = DORA_FAILURE_RATE_ATTEMPTS,
 ) -> ChangeFailureRate:
-    """The share of the finished production deployments in the window that failed or were blamed."""
+    """The share of the finished production deployments in the window that failed or were blamed
+    ("attempts"), or of the succeeded ones that were blamed ("successful")."""
+    if convention not in DORA_FAILURE_RATE_CONVENTIONS:
+        raise ValueError(f"unknown change failure rate convention {convention!r}")
+    counted = (
+        {DORA_SUCCEEDED} if convention == DORA_FAILURE_RATE_SUCCESSFUL else {DORA_SUCCEEDED, DORA_FAILED}
+    )
     starts, edges = _buckets(window, Bucket(bucket), _zone(tz))
     incidents_of: dict[str, list[str]] = {}
     for incident, deployment in blamed:
@@ -999,7 +1161,7 @@ def change_failure_rate(
     results = []
     counts = [[0, 0] for _ in starts]
     for deployment in sorted(production, key=lambda d: (d.at, d.key)):
-        if deployment.outcome == DORA_UNFINISHED or deployment.at not in window:
+        if deployment.outcome not in counted or deployment.at not in window:
             continue
         index = _bucket_index(edges, deployment.at)
         result = DeploymentResult(
@@ -1086,6 +1248,108 @@ def failed_deployment_recovery_time(
     )
 
 
+def deployment_days(production: Iterable[DoraDeployment], window: Window, tz: tzinfo | str) -> DeploymentDays:
+    """The local days with a succeeded production deployment, per complete ISO week and complete
+    calendar month inside the window, and the medians of those counts."""
+    zone = _zone(tz)
+    days = {
+        deployment.at.astimezone(zone).date()
+        for deployment in production
+        if deployment.outcome == DORA_SUCCEEDED and deployment.at in window
+    }
+
+    def per_period(bucket: Bucket) -> dict[datetime, int]:
+        starts, edges = _buckets(window, bucket, zone)
+        counts = Counter(_first_day(day, bucket) for day in days)
+        return {
+            start: counts[start.date()]
+            for index, start in enumerate(starts)
+            if edges[index] >= window.start and edges[index + 1] <= window.end
+        }
+
+    weeks, months = per_period(Bucket.WEEK), per_period(Bucket.MONTH)
+    return DeploymentDays(
+        days=len(days),
+        weeks=weeks,
+        months=months,
+        median_per_week=percentile(sorted(weeks.values()), 50) if weeks else None,
+        median_per_month=percentile(sorted(months.values()), 50) if months else None,
+    )
+
+
+def dora_level(metric: str, measures: Mapping[str, float | None], missing: Mapping[str, str]) -> DoraLevel:
+    """The level of one of DORA_BANDS' metrics: the first of its bands that the measured value passes.
+
+    `measures` gives the value of each measure its bands test; a band whose measure is None (or absent)
+    ends the search with no level, and the reason `missing` gives for that measure.
+    """
+    for band in DORA_BANDS[metric]:
+        value = measures.get(band.measure)
+        if value is None:
+            reason = missing.get(band.measure, f"no {band.measure}")
+            return DoraLevel(level=None, band=None, measure=band.measure, value=None, reason=reason)
+        if band.test is None or _passes(value, band.test, band.bound):
+            return DoraLevel(
+                level=band.level, band=band.wording, measure=band.measure, value=value, reason=None
+            )
+    raise AssertionError(f"the last band of {metric} holds for any value")  # pragma: no cover
+
+
+def _passes(value: float, test: str, bound: float | None) -> bool:
+    match test:
+        case "<":
+            return value < bound
+        case "<=":
+            return value <= bound
+        case ">=":
+            return value >= bound
+    raise ValueError(f"unknown band test {test!r}")
+
+
+def deployment_frequency_level(days: DeploymentDays) -> DoraLevel:
+    if not days.days:
+        missing = "no successful production deployment in the window"
+        return DoraLevel(None, None, DORA_DAYS_PER_WEEK, None, missing)
+    return dora_level(
+        "deployment_frequency",
+        {DORA_DAYS_PER_WEEK: days.median_per_week, DORA_DAYS_PER_MONTH: days.median_per_month},
+        {
+            DORA_DAYS_PER_WEEK: "the window holds no complete week (Monday to Sunday)",
+            DORA_DAYS_PER_MONTH: (
+                "fewer than one deployment day per week (median), and the window holds no complete "
+                "calendar month to tell medium from low"
+            ),
+        },
+    )
+
+
+def lead_time_level(lead_time: LeadTimeForChanges) -> DoraLevel:
+    reason = "no change shipped by a production deployment in the window"
+    return dora_level(
+        "lead_time_for_changes", {DORA_LEAD_TIME_P50: lead_time.stats.p50}, {DORA_LEAD_TIME_P50: reason}
+    )
+
+
+def failure_rate_level(failure_rate: ChangeFailureRate) -> DoraLevel:
+    reason = "no production deployment counted in the window"
+    return dora_level(
+        "change_failure_rate", {DORA_FAILURE_RATE: failure_rate.rate}, {DORA_FAILURE_RATE: reason}
+    )
+
+
+def recovery_level(recovery: RecoveryTime) -> DoraLevel:
+    reason = (
+        f"no failure recovered in the window ({recovery.unrecovered} not recovered yet)"
+        if recovery.unrecovered
+        else "no failure in the window"
+    )
+    return dora_level(
+        "failed_deployment_recovery_time",
+        {DORA_RECOVERY_P50: recovery.stats.p50},
+        {DORA_RECOVERY_P50: reason},
+    )
+
+
 # --- end of DORA ----------------------------------------------------------------------------------------
 
 
@@ -1102,24 +1366,36 @@ def failed_deployment_recovery_time(
 # - relates_to has no direction and is not followed.
 # The walk keeps a visited set, so a cycle in the links ends it (and is reported, `Trace.cyclic`).
 #
+# Synced copies (`synced_originals`): an integration links each copy it makes to its original
+# (synced_with, copy -> original). A copy is the same item: every artifact of a chain of copies stands
+# for its root original (the end no synced_with leads on from), so the request is one row, created when
+# the original was, reaching the work of every copy; `merge_copies` rewrites the links that way.
+#
 # A request's lead time (`request_lead_time`):
 # - work items are the reached artifacts of WORK_ITEM_MODELS that are not canceled (a canceled item
 #   neither blocks nor ends the delivery);
 # - a delivery is a reached release (at its `released_at`, else at its done_at when Done) or a
 #   succeeded production deployment, by the DORA rules above (`deployment_environment` matching the
 #   default production pattern, `deployment_outcome` succeeded), at its done_at, else its created_at;
-# - each work item's delivery is the EARLIEST delivery reachable downstream from it; the request's
-#   delivered_at is the LATEST of those over its work items (the release that delivered the last item),
-#   and with no work item reaching a delivery, the earliest delivery reachable from the request itself;
-# - a request is delivered when every work item is Done and delivered_at exists. Lead time is
-#   created_at -> delivered_at (never negative);
+# - a commit ships in the EARLIEST delivery reachable downstream from it;
+# - a work item is delivered (`work_item_delivery`) once it is Done and its work has shipped: with
+#   commits (those reachable downstream from it, its own and its children's), when the LAST of them
+#   ships, or at its Done when that came later; without commits, at the earliest delivery reachable
+#   from it (a story released in a release), or at its Done when that came later; with neither, at
+#   its Done. Its delivering artifact is that release or deployment (none for Done alone). A work item
+#   with a commit that never shipped is not delivered;
+# - a request with work items is delivered when every one is, at the LATEST of their deliveries (the
+#   release that delivered the last of its work); with none, at the earliest delivery reachable from
+#   the request itself. Lead time is created_at -> delivered_at (never negative);
+# - a canceled request (declined, rejected) is closed, neither delivered nor open: its age runs to the
+#   final entry into Canceled (`closed_at`), and it is left out of the open counts;
 # - phases cut that span at monotonic boundaries, so they sum to the lead time exactly:
 #   ideate = created -> the first work item's creation, create -> the last work item's done_at,
 #   release -> delivered_at (boundaries are clamped into [created, end]; with no work item, ideate runs
 #   to the first downstream artifact's creation and create is empty);
-# - a request not delivered has an age (created -> now) and a furthest segment: "ideate" with no work
-#   item, "create" while some work item is not Done, "release" once all are Done; its segments run to
-#   now, the furthest one open, and sum to the age.
+# - a request not delivered has an age (created -> now, or -> closed_at when canceled) and a furthest
+#   segment: "ideate" with no work item, "create" while some work item is not Done, "release" once all
+#   are Done; its segments run to that end, the furthest one open, and sum to the age.
 #
 # Bottlenecks (`bottlenecks`), over the window [start, min(end, now)) ("until"):
 # - places are flow states in BOTTLENECK_STATES (Active, Waiting, Unknown: work in flow) and tool statuses
@@ -1136,6 +1412,8 @@ DOWNSTREAM_FROM_SOURCE = frozenset({"committed_in", "built_in", "released_in", "
 WORK_ITEM_MODELS = frozenset({"feature", "epic", "story", "task", "defect", "risk", "debt"})
 RELEASE_MODEL = "release"
 DEPLOYMENT_MODEL = "deployment"
+COMMIT_MODEL = "commit"
+SYNCED_WITH = "synced_with"
 IDEATE, CREATE, RELEASE = "ideate", "create", "release"
 PHASES = (IDEATE, CREATE, RELEASE)
 BOTTLENECK_STATES = frozenset({ACTIVE, WAITING, UNKNOWN})
@@ -1166,6 +1444,8 @@ class ChainNode:
     result: object = None  # deployments: fields["result"]
     status: object = None  # deployments: fields["status"]
     released_at: datetime | None = None  # releases
+    canceled_at: datetime | None = None  # the final entry into Canceled, when canceled now
+    tool_status: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1173,13 +1453,46 @@ class RequestLeadTime:
     request: int
     delivered: bool
     delivered_at: datetime | None  # None until delivered
-    delivered_by: int | None  # the delivering release or deployment
+    delivered_by: int | None  # the delivering release or deployment (None: its work's Done alone)
     lead_time: float | None
-    age: float | None
+    age: float | None  # open: to now; canceled: to closed_at
     furthest_segment: str | None  # None once delivered
     segments: dict[str, float]  # PHASES -> seconds; sums to lead_time (delivered) or age
     work_items: int
     work_items_done: int
+    closed_at: datetime | None = None  # canceled (declined, rejected): when
+    closed_as: str = ""  # canceled: the tool's status it closed with
+
+    @property
+    def canceled(self) -> bool:
+        return self.closed_at is not None
+
+
+def synced_originals(edges: Iterable[LinkEdge]) -> dict[int, int]:
+    """Each synced copy -> the original it stands for: the root of its chain of synced_with links (copy
+    -> original); a chain that loops stands for its smallest id. Originals are not keys."""
+    original_of = {source: target for source, target, kind in edges if kind == SYNCED_WITH}
+    roots: dict[int, int] = {}
+    for copy in original_of:
+        path, node = [], copy
+        while node in original_of and node not in path:
+            path.append(node)
+            node = original_of[node]
+        root = min(path) if node in path else node
+        for member in path:
+            roots[member] = root
+    return {copy: root for copy, root in roots.items() if copy != root}
+
+
+def merge_copies(edges: Iterable[LinkEdge], originals: Mapping[int, int]) -> list[LinkEdge]:
+    """The links with every synced copy replaced by its original (synced_originals); the synced_with
+    links themselves, and links a copy has to its own original, go."""
+    merged = set()
+    for source, target, kind in edges:
+        source, target = originals.get(source, source), originals.get(target, target)
+        if kind != SYNCED_WITH and source != target:
+            merged.add((source, target, kind))
+    return sorted(merged)
 
 
 def downstream_graph(edges: Iterable[LinkEdge]) -> dict[int, tuple[int, ...]]:
@@ -1266,6 +1579,41 @@ def earliest_deliveries(trace: Trace, nodes: Mapping[int, ChainNode]) -> dict[in
     return earliest
 
 
+def work_item_delivery(
+    item: ChainNode,
+    trace: Trace,
+    nodes: Mapping[int, ChainNode],
+    earliest: Mapping[int, tuple[datetime, int]],
+) -> tuple[datetime, int | None] | None:
+    """When the work item was delivered, and by which release or deployment (None: its Done alone); None
+    while it is not Done or a commit of it has not shipped. See the conventions above."""
+    if item.done_at is None:
+        return None
+    reached = _reachable(item.id, trace)
+    commits = [node for node in reached if node in nodes and nodes[node].model == COMMIT_MODEL]
+    if commits:
+        if any(commit not in earliest for commit in commits):
+            return None
+        shipped = max(earliest[commit] for commit in commits)
+    elif item.id in earliest:
+        shipped = earliest[item.id]
+    else:
+        return item.done_at, None
+    return (shipped[0], shipped[1]) if shipped[0] >= item.done_at else (item.done_at, shipped[1])
+
+
+def _reachable(start: int, trace: Trace) -> list[int]:
+    """The trace's nodes reachable downstream from `start` (start left out), cycle-safe."""
+    seen, stack = {start}, [start]
+    while stack:
+        for child in trace.edges.get(stack.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    seen.discard(start)
+    return sorted(seen)
+
+
 def request_lead_time(
     request: ChainNode, chain_nodes: Mapping[int, ChainNode], trace: Trace, *, now: datetime
 ) -> RequestLeadTime:
@@ -1277,12 +1625,16 @@ def request_lead_time(
     work = [node for node in reached if node.model in WORK_ITEM_MODELS and node.state != CANCELED]
     done = [node for node in work if node.done_at is not None]
     earliest = earliest_deliveries(trace, chain_nodes)
-    work_deliveries = [earliest[node.id] for node in work if node.id in earliest]
-    delivery = max(work_deliveries) if work_deliveries else earliest.get(request.id)
-    delivered = delivery is not None and len(done) == len(work)
+    closed_at = request.canceled_at if request.state == CANCELED else None
+    if work:
+        deliveries = [work_item_delivery(node, trace, chain_nodes, earliest) for node in work]
+        delivery = None if None in deliveries else max(deliveries, key=lambda found: found[0])
+    else:
+        delivery = earliest.get(request.id)
+    delivered = delivery is not None and closed_at is None
 
     created = request.created_at
-    end = max(delivery[0], created) if delivered else max(now, created)
+    end = max(delivery[0] if delivered else closed_at or now, created)
     if work:
         first_work = min(node.created_at for node in work)
     else:
@@ -1318,6 +1670,8 @@ def request_lead_time(
         segments=segments,
         work_items=len(work),
         work_items_done=len(done),
+        closed_at=closed_at,
+        closed_as=request.tool_status if closed_at is not None else "",
     )
 
 

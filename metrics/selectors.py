@@ -839,13 +839,17 @@ def flow_forecast(
 # 3. the incidents and defects (not canceled) created from the window's start to its end plus the
 #    failure window (blamed on a deployment in the window, or failing inside it);
 # 4. the links of those incidents and defects, but for the repair kinds (one more query per CHUNK_SIZE
-#    of them).
+#    of them);
+# 5. with lead time per pull request only: the committed_in links from the product's pull requests to
+#    its commits, with the commits' keys and times.
 # The links are _visible_links (their ends tested row by row; see ArtifactLinkQuerySet.between).
 # Every deployment and pipeline link of the product is read, whatever the window: "first deployment that
 # contains a commit" and "next succeeded deployment" look before and after it.
 
 DORA_DEPLOYMENT_MODEL = "deployment"
 DORA_COMMIT_MODEL = "commit"
+DORA_PULL_REQUEST_MODEL = "pull-request"
+DORA_PULL_REQUEST_LINK_KIND = "committed_in"  # from the pull request to each of its commits
 DORA_FAILURE_MODELS = ("incident", "defect")
 DORA_MAX_FAILURE_WINDOW_DAYS = 365
 
@@ -867,6 +871,36 @@ def _dora_stats(stats: FlowTimeStats) -> dict:
     }
 
 
+def _dora_level(level: calculators.DoraLevel) -> dict:
+    return {
+        "level": level.level,
+        "band": level.band,
+        "measure": level.measure,
+        "value": level.value,
+        "reason": level.reason,
+    }
+
+
+def _dora_pull_requests(user, product: Product, labels: dict[int, str]) -> dict[str, dict[str, datetime]]:
+    """The product's pull requests the user may see -> {commit: commit time} of their visible commits."""
+    links = _visible_links(user).filter(
+        kind=DORA_PULL_REQUEST_LINK_KIND,
+        source__product=product,
+        source__deleted_at__isnull=True,
+        source__artifact_model__slug=DORA_PULL_REQUEST_MODEL,
+        target__product=product,
+        target__deleted_at__isnull=True,
+        target__artifact_model__slug=DORA_COMMIT_MODEL,
+    )
+    pull_requests: dict[str, dict[str, datetime]] = defaultdict(dict)
+    for source, source_key, target, target_key, committed_at in links.values_list(
+        "source_id", "source__key", "target_id", "target__key", "target__created_at"
+    ):
+        labels[source], labels[target] = source_key, target_key
+        pull_requests[str(source)][str(target)] = committed_at
+    return pull_requests
+
+
 def dora_metrics(
     user,
     product: Product,
@@ -874,17 +908,25 @@ def dora_metrics(
     bucket: Bucket | str,
     production_pattern: str | None = None,
     failure_window_days: int = calculators.DORA_DEFAULT_FAILURE_WINDOW_DAYS,
+    lead_time_convention: str = calculators.DORA_LEAD_TIME_COMMIT,
+    failure_rate_convention: str = calculators.DORA_FAILURE_RATE_ATTEMPTS,
 ) -> dict:
-    """The four DORA metrics of the product over a window of local days, as the user may see them.
+    """The four DORA metrics of the product over a window of local days, as the user may see them, each
+    with its performance level; lead time per commit or per pull request, change failure rate over every
+    finished attempt or over the successful deployments (calculators' DORA conventions).
 
-    Raises ValueError for a production pattern that does not compile and a failure window that is not
-    1 to DORA_MAX_FAILURE_WINDOW_DAYS days.
+    Raises ValueError for a production pattern that does not compile, a failure window that is not
+    1 to DORA_MAX_FAILURE_WINDOW_DAYS days and an unknown convention.
     """
     pattern = calculators.dora_production_pattern(production_pattern)
     if not 0 < failure_window_days <= DORA_MAX_FAILURE_WINDOW_DAYS:
         raise ValueError(
             f"the failure window must be 1 to {DORA_MAX_FAILURE_WINDOW_DAYS} days, got {failure_window_days}"
         )
+    if lead_time_convention not in calculators.DORA_LEAD_TIME_CONVENTIONS:
+        raise ValueError(f"unknown lead time convention {lead_time_convention!r}")
+    if failure_rate_convention not in calculators.DORA_FAILURE_RATE_CONVENTIONS:
+        raise ValueError(f"unknown change failure rate convention {failure_rate_convention!r}")
     zone = ZoneInfo(product.time_zone)
     bucket = Bucket(bucket)
     instants = window.instants(zone)
@@ -960,8 +1002,15 @@ def dora_metrics(
     blamed = calculators.blame_incidents(incidents, production, shipped, failure_window)
 
     frequency = calculators.deployment_frequency(production, instants, bucket, zone)
-    lead_time = calculators.lead_time_for_changes(commits, shipped, instants, bucket, zone)
-    failure_rate = calculators.change_failure_rate(production, blamed, instants, bucket, zone)
+    days = calculators.deployment_days(production, instants, zone)
+    if lead_time_convention == calculators.DORA_LEAD_TIME_PULL_REQUEST:
+        pull_requests = _dora_pull_requests(user, product, labels)
+        lead_time = calculators.pull_request_lead_time(pull_requests, shipped, instants, bucket, zone)
+    else:
+        lead_time = calculators.lead_time_for_changes(commits, shipped, instants, bucket, zone)
+    failure_rate = calculators.change_failure_rate(
+        production, blamed, instants, bucket, zone, convention=failure_rate_convention
+    )
     recovery = calculators.failed_deployment_recovery_time(production, blamed, instants, bucket, zone)
     at_of = {deployment.key: deployment.at for deployment in production}
 
@@ -970,6 +1019,19 @@ def dora_metrics(
 
     def keys(artifact_keys) -> list[str]:
         return [labels[int(key)] for key in artifact_keys]
+
+    def change_row(change: calculators.ChangeLeadTime) -> dict:
+        row = {
+            "commit": ref(change.commit),
+            "deployment": ref(change.deployment),
+            "committed_at": change.committed_at,
+            "deployed_at": change.deployed_at,
+            "seconds": change.seconds,
+            "bucket": change.bucket,
+        }
+        if change.pull_request is not None:
+            row.update(pull_request=ref(change.pull_request), commits=change.commits)
+        return row
 
     return {
         "product": {
@@ -986,7 +1048,13 @@ def dora_metrics(
             "bucket": bucket.value,
         },
         "scope": {"partner_view": reach_of(user).is_partner},
-        "rules": {"production": pattern.pattern, "failure_window_days": failure_window_days},
+        "rules": {
+            "production": pattern.pattern,
+            "failure_window_days": failure_window_days,
+            "lead_time": lead_time_convention,
+            "failure_rate": failure_rate_convention,
+            "levels": calculators.DORA_BENCHMARK,
+        },
         "deployment_frequency": {
             "total": frequency.total,
             "days": frequency.days,
@@ -1001,6 +1069,14 @@ def dora_metrics(
                 for start, bucket_keys in frequency.by_bucket.items()
                 for key in bucket_keys
             ],
+            "deployment_days": {
+                "days": days.days,
+                "weeks": [{"start": start, "days": count} for start, count in days.weeks.items()],
+                "months": [{"start": start, "days": count} for start, count in days.months.items()],
+                "median_per_week": days.median_per_week,
+                "median_per_month": days.median_per_month,
+            },
+            "level": _dora_level(calculators.deployment_frequency_level(days)),
         },
         "lead_time_for_changes": {
             **_dora_stats(lead_time.stats),
@@ -1008,21 +1084,12 @@ def dora_metrics(
                 {
                     "start": start,
                     **_dora_stats(stats),
-                    "keys": keys(c.commit for c in lead_time.changes if c.bucket == start),
+                    "keys": keys(c.change for c in lead_time.changes if c.bucket == start),
                 }
                 for start, stats in lead_time.by_bucket.items()
             ],
-            "changes": [
-                {
-                    "commit": ref(change.commit),
-                    "deployment": ref(change.deployment),
-                    "committed_at": change.committed_at,
-                    "deployed_at": change.deployed_at,
-                    "seconds": change.seconds,
-                    "bucket": change.bucket,
-                }
-                for change in lead_time.changes
-            ],
+            "changes": [change_row(c) for c in lead_time.changes],
+            "level": _dora_level(calculators.lead_time_level(lead_time)),
         },
         "change_failure_rate": {
             "deployments": failure_rate.deployments,
@@ -1051,6 +1118,7 @@ def dora_metrics(
                 }
                 for result in failure_rate.results
             ],
+            "level": _dora_level(calculators.failure_rate_level(failure_rate)),
         },
         "failed_deployment_recovery_time": {
             **_dora_stats(recovery.stats),
@@ -1076,6 +1144,7 @@ def dora_metrics(
                 }
                 for failure in recovery.failures
             ],
+            "level": _dora_level(calculators.recovery_level(recovery)),
         },
     }
 
@@ -1271,6 +1340,7 @@ def chain_nodes(user, ids: set[int], now: datetime) -> dict[int, calculators.Cha
                 "fields__result",
                 "fields__status",
                 "fields__released_at",
+                "tool_status",
             )
         )
         transitions: dict[int, list] = defaultdict(list)
@@ -1292,9 +1362,11 @@ def chain_nodes(user, ids: set[int], now: datetime) -> dict[int, calculators.Cha
             result,
             status,
             released_at,
+            tool_status,
         ) in rows:
             ledger = ItemLedger(str(artifact_id), None, created_at, transitions.get(artifact_id, ()), state)
-            done_at = calculators.item_flow(ledger, now).done_at
+            flow = calculators.item_flow(ledger, now)
+            done_at = flow.done_at
             if done_at is None and state == DONE:
                 done_at = stored_done_at
             nodes[artifact_id] = calculators.ChainNode(
@@ -1309,6 +1381,8 @@ def chain_nodes(user, ids: set[int], now: datetime) -> dict[int, calculators.Cha
                 result=result,
                 status=status,
                 released_at=_aware_instant(released_at) if model == calculators.RELEASE_MODEL else None,
+                canceled_at=flow.canceled_at,
+                tool_status=tool_status,
             )
     return nodes
 
@@ -1357,8 +1431,9 @@ def request_lead_times(
 ) -> dict:
     """End-to-end lead time of the product's requests, as the user may see them.
 
-    Listed: the requests delivered inside the window, and those created before its end and not delivered
-    yet (their age taken at `now`), but for canceled ones. `status` keeps "all", "delivered" or "open"
+    Listed: the requests delivered inside the window, those canceled (declined) inside it, and those
+    created before its end and still open (their age taken at `now`); a synced copy of a request the user
+    sees is that request, not one of its own. `status` keeps "all", "delivered", "open" or "canceled"
     ones; rows come by created_at (then id) unless `ordering` names one of TRACE_ORDERINGS.
     """
     zone = ZoneInfo(product.time_zone)
@@ -1366,6 +1441,7 @@ def request_lead_times(
     now = now or timezone.now()
     requests = list(
         Artifact.objects.visible_to(user)
+        .without_copies_for(user)
         .filter(
             product=product,
             artifact_model__slug__in=TRACE_REQUEST_MODELS,
@@ -1385,9 +1461,12 @@ def request_lead_times(
             continue
         request, trace = nodes[request_id], deliveries.traces[request_id]
         if figures.delivered:
-            if figures.delivered_at not in instants or status == "open":
-                continue
-        elif request.state == CANCELED or status == "delivered":
+            row_status, closed = "delivered", figures.delivered_at
+        elif figures.canceled:
+            row_status, closed = "canceled", figures.closed_at
+        else:
+            row_status, closed = "open", None
+        if status not in ("all", row_status) or (closed is not None and closed not in instants):
             continue
         delivered_by = nodes[figures.delivered_by] if figures.delivered_by is not None else None
         rows.append(
@@ -1397,8 +1476,11 @@ def request_lead_times(
                 "title": title,
                 "url": url,
                 "created_at": request.created_at,
+                "status": row_status,
                 "delivered": figures.delivered,
                 "delivered_at": figures.delivered_at,
+                "closed_at": figures.closed_at,
+                "closed_as": figures.closed_as,
                 "delivered_by": (
                     {"artifact": delivered_by.id, "key": delivered_by.key} if delivered_by else None
                 ),
@@ -1413,6 +1495,7 @@ def request_lead_times(
             }
         )
     delivered = [row for row in rows if row["delivered"]]
+    canceled = sum(1 for row in rows if row["status"] == "canceled")
     stats = duration_stats((row["key"], row["lead_time"]) for row in delivered)
     return {
         "product": {"id": product.pk, "slug": product.slug, "name": product.name},
@@ -1425,7 +1508,8 @@ def request_lead_times(
         "summary": {
             "requests": len(rows),
             "delivered": len(delivered),
-            "open": len(rows) - len(delivered),
+            "canceled": canceled,
+            "open": len(rows) - len(delivered) - canceled,
             "lead_time": {
                 "count": stats.count,
                 "mean": stats.mean,

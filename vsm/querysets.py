@@ -3,6 +3,7 @@
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 
+from vsm.choices import LinkKind
 from vsm.scoping import reach_of
 
 
@@ -61,6 +62,17 @@ class ArtifactQuerySet(models.QuerySet):
         if not reach.is_partner:
             return in_products
         return in_products.filter(self.partner_scope(reach.partner_id, reach.product_ids))
+
+    def without_copies_for(self, user):
+        """Without the synced copies of artifacts the user may see: an integration links each copy it
+        makes to its original (synced_with, copy -> original), and a copy is the same item. A copy whose
+        original the user cannot see stays, the item as far as the user can tell."""
+        link_model = self.model._meta.get_field("outgoing_links").related_model
+        originals = self.model.objects.visible_to(user).filter(deleted_at__isnull=True)
+        copy_of_a_visible_original = link_model.objects.filter(
+            source_id=OuterRef("pk"), kind=LinkKind.SYNCED_WITH, target__in=originals.values("pk")
+        )
+        return self.exclude(Exists(copy_of_a_visible_original))
 
     def partner_scope(self, partner_id: int, product_ids) -> Q:
         """The partner's own artifacts (its connections or teams) and those directly linked to them."""

@@ -115,8 +115,12 @@ def hidden_fields_of_model_for(user, model_slug: str) -> set[str]:
 
 def request_list_for(user, *, product: Product | None = None, deal_breaker=None, account: str = ""):
     """The customer requests the user may see, newest first, narrowed by product, the deal-breaker flag
-    and the customer account (a part of its name)."""
-    found = Artifact.objects.visible_to(user).filter(artifact_model__slug="request", deleted_at__isnull=True)
+    and the customer account (a part of its name); a synced copy of one is that request, not another."""
+    found = (
+        Artifact.objects.visible_to(user)
+        .without_copies_for(user)
+        .filter(artifact_model__slug="request", deleted_at__isnull=True)
+    )
     if product is not None:
         found = found.filter(product=product)
     if deal_breaker is True:

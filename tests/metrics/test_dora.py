@@ -3,7 +3,7 @@
 import contextlib
 import signal
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -15,7 +15,14 @@ from rest_framework.test import APIClient
 
 from metrics import calculators
 from metrics.calculators import (
+    DAY,
+    DORA_BANDS,
+    DORA_DAYS_PER_MONTH,
+    DORA_DAYS_PER_WEEK,
     DORA_FAILED,
+    DORA_FAILURE_RATE,
+    DORA_LEAD_TIME_P50,
+    DORA_RECOVERY_P50,
     DORA_SUCCEEDED,
     DORA_UNFINISHED,
     DoraDeployment,
@@ -23,14 +30,21 @@ from metrics.calculators import (
     Window,
     blame_incidents,
     change_failure_rate,
+    deployment_days,
     deployment_environment,
     deployment_frequency,
+    deployment_frequency_level,
     deployment_outcome,
+    dora_level,
     dora_production_pattern,
     failed_deployment_recovery_time,
+    failure_rate_level,
     first_shipped_in,
     lead_time_for_changes,
+    lead_time_level,
     production_deployments,
+    pull_request_lead_time,
+    recovery_level,
 )
 from metrics.selectors import DayWindow, dora_metrics
 from tests.clients import api_client_for as client_for
@@ -272,6 +286,331 @@ def test_nothing_in_the_window_gives_zeros_and_nones():
     assert (recovery.stats.count, recovery.unrecovered, recovery.failures) == (0, 0, [])
 
 
+# --- levels and conventions (pure) --------------------------------------------------------------------------
+
+WEEK = 7 * DAY
+MONTH = 30 * DAY
+
+
+def level_of(metric, measure, value):
+    return dora_level(metric, {measure: value}, {measure: "nothing"}).level
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0, "elite"),
+        (DAY - 1, "elite"),
+        (DAY, "high"),  # exactly one day: no longer "less than one day"
+        (WEEK - 1, "high"),
+        (WEEK, "medium"),
+        (MONTH - 1, "medium"),
+        (MONTH, "low"),  # a month is 30 days
+        (10 * MONTH, "low"),
+    ],
+)
+def test_lead_time_bands_at_their_boundaries(seconds, expected):
+    assert level_of("lead_time_for_changes", DORA_LEAD_TIME_P50, seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0, "elite"),
+        (HOUR - 1, "elite"),
+        (HOUR, "high"),
+        (DAY - 1, "high"),
+        (DAY, "medium"),
+        (WEEK - 1, "medium"),
+        (WEEK, "low"),
+    ],
+)
+def test_recovery_time_bands_at_their_boundaries(seconds, expected):
+    assert level_of("failed_deployment_recovery_time", DORA_RECOVERY_P50, seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("failed", "deployments", "expected"),
+    [
+        (0, 7, "elite"),
+        (1, 20, "elite"),  # exactly 5%: elite is "5% or less"
+        (1, 19, "high"),  # 5.26%
+        (2, 20, "high"),  # exactly 10%
+        (3, 29, "medium"),  # 10.3%
+        (3, 20, "medium"),  # exactly 15%
+        (4, 26, "low"),  # 15.4%
+        (3, 3, "low"),
+    ],
+)
+def test_change_failure_rate_bands_at_their_boundaries(failed, deployments, expected):
+    window = Window(at(2), at(16))
+    production = [
+        deployment(f"d{n}", at(2) + timedelta(minutes=n), DORA_FAILED if n < failed else DORA_SUCCEEDED)
+        for n in range(deployments)
+    ]
+    rate = change_failure_rate(production, [], window, "week", UTC)
+    assert (rate.failed, rate.deployments) == (failed, deployments)
+    level = failure_rate_level(rate)
+    assert (level.level, level.measure, level.value) == (expected, DORA_FAILURE_RATE, failed / deployments)
+
+
+@pytest.mark.parametrize(
+    ("median", "expected"), [(5, "elite"), (4.5, "high"), (4, "high"), (1, "high"), (0.5, None), (0, None)]
+)
+def test_deployment_frequency_bands_on_the_weekly_median(median, expected):
+    # Without a monthly median, a weekly median below 1 cannot tell medium from low.
+    level = dora_level(
+        "deployment_frequency",
+        {DORA_DAYS_PER_WEEK: median, DORA_DAYS_PER_MONTH: None},
+        {DORA_DAYS_PER_MONTH: "why"},
+    )
+    assert level.level == expected
+    assert level.reason == (None if expected else "why")
+
+
+@pytest.mark.parametrize(("monthly", "expected"), [(1, "medium"), (3, "medium"), (0.5, "low"), (0, "low")])
+def test_deployment_frequency_bands_on_the_monthly_median(monthly, expected):
+    level = dora_level("deployment_frequency", {DORA_DAYS_PER_WEEK: 0.5, DORA_DAYS_PER_MONTH: monthly}, {})
+    assert (level.level, level.measure, level.value) == (expected, DORA_DAYS_PER_MONTH, monthly)
+
+
+def test_the_bands_are_one_table_ordered_from_elite_to_low():
+    assert set(DORA_BANDS) == {
+        "deployment_frequency",
+        "lead_time_for_changes",
+        "change_failure_rate",
+        "failed_deployment_recovery_time",
+    }
+    for bands in DORA_BANDS.values():
+        assert [band.level for band in bands] == ["elite", "high", "medium", "low"]
+        assert bands[-1].test is None and all(band.test for band in bands[:-1])
+
+
+def deployments_on(days: list[datetime], outcome=DORA_SUCCEEDED) -> list[DoraDeployment]:
+    return [deployment(f"d{n}", when, outcome) for n, when in enumerate(days)]
+
+
+@pytest.mark.parametrize(
+    ("weekdays", "expected"),
+    [
+        ((0, 1, 2, 3), "high"),  # 4 deployment days a week
+        ((0, 1, 2, 3, 4), "elite"),  # 5
+        ((0,), "high"),  # 1
+    ],
+)
+def test_deployment_days_per_week_four_versus_five(weekdays, expected):
+    # Two complete weeks, Monday 2 to Sunday 15 March; three deployments on each of those days count once.
+    window = Window(at(2), at(16))
+    days = [
+        at(2 + week * 7 + weekday, hour) for week in (0, 1) for weekday in weekdays for hour in (9, 12, 17)
+    ]
+    counted = deployment_days(deployments_on(days), window, UTC)
+    assert counted.days == 2 * len(weekdays)
+    assert list(counted.weeks.values()) == [len(weekdays), len(weekdays)]
+    assert counted.median_per_week == len(weekdays)
+    assert (counted.months, counted.median_per_month) == ({}, None)
+    assert deployment_frequency_level(counted).level == expected
+
+
+def test_four_and_five_deployment_days_have_a_median_of_four_and_a_half():
+    window = Window(at(2), at(16))
+    days = [at(day) for day in (2, 3, 4, 5)] + [at(day) for day in (9, 10, 11, 12, 13)]
+    counted = deployment_days(deployments_on(days), window, UTC)
+    assert (list(counted.weeks.values()), counted.median_per_week) == ([4, 5], 4.5)
+    level = deployment_frequency_level(counted)
+    assert (level.level, level.band, level.value) == ("high", "between once per day and once per week", 4.5)
+
+
+@pytest.mark.parametrize("length", [30, 91, 180, 365])
+@pytest.mark.parametrize(
+    "last_day", [date(2026, 6, 30), date(2026, 7, 1), date(2026, 7, 5), date(2026, 12, 31)]
+)
+@pytest.mark.parametrize("zone_name", ["UTC", "Europe/Berlin", "Pacific/Auckland"])
+def test_a_weekly_deployer_is_high_over_any_window(length, last_day, zone_name):
+    zone = ZoneInfo(zone_name)
+    first_day = last_day - timedelta(days=length - 1)
+    window = Window(
+        datetime.combine(first_day, datetime.min.time(), zone),
+        datetime.combine(last_day + timedelta(days=1), datetime.min.time(), zone),
+    )
+    # Every Wednesday at 11:00 local, over a year and more around the window.
+    wednesday = date(2025, 1, 1)
+    production = [
+        deployment(
+            f"w{n}",
+            datetime.combine(wednesday + timedelta(weeks=n), datetime.min.time(), zone) + timedelta(hours=11),
+        )
+        for n in range(110)
+    ]
+    counted = deployment_days(production, window, zone)
+    assert counted.weeks and set(counted.weeks.values()) == {1}
+    assert counted.median_per_week == 1
+    level = deployment_frequency_level(counted)
+    assert (level.level, level.measure) == ("high", DORA_DAYS_PER_WEEK)
+    # What a count over the window would say drifts with the window; the level does not.
+    assert deployment_frequency(production, window, "week", zone).per_week != 1 or length % 7 == 0
+
+
+def test_complete_weeks_and_months_are_local_and_inside_the_window():
+    zone = ZoneInfo("Europe/Berlin")
+    # Wednesday 28 January to Tuesday 31 March 2026 (local): complete weeks from 2 February to 29 March
+    # (8), complete months February and March.
+    window = Window(datetime(2026, 1, 28, tzinfo=zone), datetime(2026, 4, 1, tzinfo=zone))
+    production = [
+        *deployments_on(
+            [
+                datetime(2026, 1, 29, 10, tzinfo=UTC),  # in a partial week: a deployment day, in no week
+                datetime(2026, 2, 1, 23, 30, tzinfo=UTC),  # Monday 2 February 00:30 in Berlin: week 1
+                datetime(2026, 2, 2, 9, tzinfo=UTC),  # the same local day
+                datetime(2026, 3, 29, 21, 59, 59, tzinfo=UTC),  # Sunday 29 March 23:59:59 (CEST): week 8
+                datetime(2026, 3, 31, 21, 59, 59, tzinfo=UTC),  # the window's last second: in March only
+                datetime(2026, 3, 31, 22, tzinfo=UTC),  # 1 April local: outside
+            ]
+        ),
+        deployment("failed", datetime(2026, 2, 10, 9, tzinfo=UTC), DORA_FAILED),
+    ]
+    counted = deployment_days(production, window, zone)
+    assert counted.days == 4
+    assert list(counted.weeks) == [datetime(2026, 2, 2, tzinfo=zone) + timedelta(weeks=n) for n in range(8)]
+    assert list(counted.weeks.values()) == [1, 0, 0, 0, 0, 0, 0, 1]
+    assert counted.months == {datetime(2026, 2, 1, tzinfo=zone): 1, datetime(2026, 3, 1, tzinfo=zone): 2}
+    assert (counted.median_per_week, counted.median_per_month) == (0, 1.5)
+    level = deployment_frequency_level(counted)
+    assert (level.level, level.measure, level.value) == ("medium", DORA_DAYS_PER_MONTH, 1.5)
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "deploy_days", "expected", "reason"),
+    [
+        # Tuesday 3 to Monday 9 March: 7 days, no complete week.
+        (3, 9, [3, 4, 5, 6, 7], None, "the window holds no complete week (Monday to Sunday)"),
+        # Tuesday 3 to Sunday 15 March: one complete week (9 to 15).
+        (3, 15, [10], "high", None),
+        (3, 15, [4], None, "no complete calendar month to tell medium from low"),
+        (2, 29, [], None, "no successful production deployment in the window"),
+    ],
+)
+def test_deployment_frequency_without_a_complete_week_or_month(first, last, deploy_days, expected, reason):
+    window = Window(at(first), at(last) + timedelta(days=1))
+    level = deployment_frequency_level(
+        deployment_days(deployments_on([at(d, 12) for d in deploy_days]), window, UTC)
+    )
+    assert level.level == expected
+    assert (level.reason or "").endswith(reason or "")
+    assert (level.reason is None) == (reason is None)
+
+
+@pytest.mark.parametrize(
+    ("deploy_every", "expected"),
+    [(timedelta(days=17), "medium"), (timedelta(days=35), "medium"), (timedelta(days=61), "low")],
+)
+def test_less_than_weekly_deployers_over_a_year(deploy_every, expected):
+    window = Window(at(1, month=1), datetime(2027, 1, 1, tzinfo=UTC))
+    production = [deployment(f"d{n}", at(7, 12, month=1) + n * deploy_every) for n in range(30)]
+    counted = deployment_days(production, window, UTC)
+    # 5 January to 27 December 2026: 51 complete weeks (1 to 4 January and 28 December on are partial).
+    assert len(counted.weeks) == 51 and len(counted.months) == 12
+    assert deployment_frequency_level(counted).level == expected
+
+
+def test_no_data_gives_no_level_with_the_reason():
+    window = Window(at(2), at(16))
+    lead = lead_time_level(lead_time_for_changes({}, {}, window, "week", UTC))
+    assert (lead.level, lead.reason) == (None, "no change shipped by a production deployment in the window")
+    rate = failure_rate_level(change_failure_rate([], [], window, "week", UTC))
+    assert (rate.level, rate.reason) == (None, "no production deployment counted in the window")
+    recovery = recovery_level(failed_deployment_recovery_time([], [], window, "week", UTC))
+    assert (recovery.level, recovery.reason) == (None, "no failure in the window")
+    open_failure = [deployment("bad", at(3), DORA_FAILED)]
+    recovery = recovery_level(failed_deployment_recovery_time(open_failure, [], window, "week", UTC))
+    assert recovery.reason == "no failure recovered in the window (1 not recovered yet)"
+
+
+def test_a_lead_time_of_exactly_one_day_is_high():
+    window = Window(at(2), at(16))
+    shipped = first_shipped_in([deployment("d1", at(4, 9))], [("c1", "d1", "deployed_in")])
+    lead = lead_time_for_changes({"c1": at(3, 9)}, shipped, window, "week", UTC)
+    level = lead_time_level(lead)
+    assert (level.level, level.value, level.band) == ("high", DAY, "between one day and one week")
+
+
+def test_lead_time_per_pull_request_ends_at_the_deployment_shipping_its_last_commit():
+    window = Window(at(2), at(16))
+    production = [
+        deployment("d1", at(3, 15)),
+        deployment("bad", at(4, 10), DORA_FAILED),
+        deployment("d2", at(5, 12)),
+        deployment("d3", at(20, 12)),  # after the window
+    ]
+    links = [
+        ("a1", "d1", "deployed_in"),
+        ("a2", "bad", "deployed_in"),
+        ("a2", "d2", "deployed_in"),
+        ("b1", "d1", "deployed_in"),
+        ("c1", "d1", "deployed_in"),
+        ("c2", "d3", "deployed_in"),
+    ]
+    shipped = first_shipped_in(production, links)
+    pull_requests = {
+        # a1 ships with d1, a2 with d2 (the failed attempt ships nothing): pr-a ends at d2.
+        "pr-a": {"a2": at(4, 8), "a1": at(2, 9)},
+        # b0 never shipped: waited for by nobody, but it is pr-b's earliest commit.
+        "pr-b": {"b1": at(3, 10), "b0": at(1, 16)},
+        "pr-c": {"c1": at(2, 10), "c2": at(6)},  # its last commit ships after the window
+        "pr-d": {"d0": at(3)},  # nothing shipped
+    }
+    result = pull_request_lead_time(pull_requests, shipped, window, "week", UTC)
+    assert [(c.pull_request, c.commit, c.deployment, c.seconds, c.commits) for c in result.changes] == [
+        ("pr-b", "b0", "d1", 47 * HOUR, 2),  # 1st 16:00 -> 3rd 15:00
+        ("pr-a", "a1", "d2", 75 * HOUR, 2),  # 2nd 09:00 -> 5th 12:00
+    ]
+    assert [c.change for c in result.changes] == ["pr-b", "pr-a"]
+    assert result.stats.count == 2
+    assert result.stats.p50 == 61 * HOUR
+    assert result.by_bucket[at(2)].count == 2
+    assert lead_time_level(result).level == "high"
+    # Per commit, on the same world: a1 30 h, b1 5 h, c1 29 h, a2 28 h.
+    commits = {commit: when for pr in pull_requests.values() for commit, when in pr.items()}
+    per_commit = lead_time_for_changes(commits, shipped, window, "week", UTC)
+    assert sorted(c.seconds for c in per_commit.changes) == [5 * HOUR, 28 * HOUR, 29 * HOUR, 30 * HOUR]
+    assert per_commit.stats.p50 == 28.5 * HOUR
+
+
+def test_change_failure_rate_over_successful_deployments_next_to_over_attempts():
+    window = Window(at(2), at(16))
+    production = [
+        deployment("ok", at(3)),
+        deployment("bad", at(4, 10), DORA_FAILED),
+        deployment("blamed-bad", at(4, 11), DORA_FAILED),
+        deployment("fix", at(4, 12)),
+        deployment("quiet", at(9)),
+        deployment("later", at(10)),
+    ]
+    incidents = [
+        incident("i1", at(4, 13), ["fix"]),
+        incident("i2", at(4, 11, 30), ["blamed-bad"]),
+        incident("i3", at(10, 1), ["later"]),
+    ]
+    blamed = blame_incidents(incidents, production, {}, timedelta(days=7))
+    attempts = change_failure_rate(production, blamed, window, "week", UTC)
+    successful = change_failure_rate(production, blamed, window, "week", UTC, convention="successful")
+    # Ours: 6 finished attempts; bad and blamed-bad failed, fix and later were followed by an incident.
+    assert (attempts.deployments, attempts.failed, attempts.rate) == (6, 4, 4 / 6)
+    # DevLake's: 4 successful deployments, fix and later followed by an incident; failed ones in neither.
+    assert (successful.deployments, successful.failed, successful.rate) == (4, 2, 0.5)
+    assert [(r.deployment, r.failed, r.incidents) for r in successful.results] == [
+        ("ok", False, ()),
+        ("fix", True, ("i1",)),
+        ("quiet", False, ()),
+        ("later", True, ("i3",)),
+    ]
+    assert successful.by_bucket[at(2)] == calculators.FailureRateBucket(2, 1, 0.5)
+    assert successful.by_bucket[at(9)] == calculators.FailureRateBucket(2, 1, 0.5)
+    assert failure_rate_level(attempts).level == failure_rate_level(successful).level == "low"
+    with pytest.raises(ValueError, match="unknown change failure rate convention 'all'"):
+        change_failure_rate(production, blamed, window, "week", UTC, convention="all")
+
+
 # --- a product's toolchain in the database ----------------------------------------------------------------
 
 
@@ -445,7 +784,13 @@ def test_dora_metrics_of_a_product(world):
     assert payload["product"]["slug"] == "shop"
     assert payload["window"]["start"] == "2026-03-02T00:00:00Z"
     assert payload["window"]["end"] == "2026-03-16T00:00:00Z"
-    assert payload["rules"] == {"production": "(?i)prod", "failure_window_days": 7}
+    assert payload["rules"] == {
+        "production": "(?i)prod",
+        "failure_window_days": 7,
+        "lead_time": "commit",
+        "failure_rate": "attempts",
+        "levels": "DORA 2023 (Accelerate State of DevOps), Apache DevLake's criteria",
+    }
     assert payload["scope"] == {"partner_view": False}
 
     frequency = payload["deployment_frequency"]
@@ -520,6 +865,163 @@ def test_dora_metrics_of_a_product(world):
     week1, week2 = recovery["buckets"]
     assert (week1["count"], week1["keys"]) == (3, ["D2", "I5", "I1"])
     assert (week2["count"], week2["p50"], week2["keys"]) == (0, None, ["F1"])
+
+
+def level(payload: dict, metric: str) -> tuple:
+    found = payload[metric]["level"]
+    return found["level"], found["value"], found["reason"]
+
+
+def test_each_dora_figure_has_its_level(world):
+    payload = dora(world.owner)
+    frequency = payload["deployment_frequency"]
+    # Deployment days: 3rd and 4th in the week of the 2nd, 10th and 14th in the week of the 9th; no
+    # complete month in 2 to 15 March.
+    assert frequency["deployment_days"] == {
+        "days": 4,
+        "weeks": [{"start": WEEK1, "days": 2}, {"start": WEEK2, "days": 2}],
+        "months": [],
+        "median_per_week": 2.0,
+        "median_per_month": None,
+    }
+    assert frequency["level"] == {
+        "level": "high",
+        "band": "between once per day and once per week",
+        "measure": "median deployment days per complete week",
+        "value": 2.0,
+        "reason": None,
+    }
+    assert level(payload, "lead_time_for_changes") == ("elite", 46800.0, None)  # 13 hours
+    assert payload["lead_time_for_changes"]["level"]["band"] == "less than one day"
+    assert level(payload, "change_failure_rate") == ("low", 0.8, None)
+    assert level(payload, "failed_deployment_recovery_time") == ("high", 7800.0, None)  # 2 h 10 min
+
+
+def test_no_data_gives_no_level(world):
+    payload = dora(world.owner, window_start="2026-01-05", window_end="2026-01-18")
+    assert level(payload, "deployment_frequency") == (
+        None,
+        None,
+        "no successful production deployment in the window",
+    )
+    assert level(payload, "lead_time_for_changes") == (
+        None,
+        None,
+        "no change shipped by a production deployment in the window",
+    )
+    assert level(payload, "change_failure_rate") == (
+        None,
+        None,
+        "no production deployment counted in the window",
+    )
+    assert level(payload, "failed_deployment_recovery_time") == (None, None, "no failure in the window")
+    # Five days: no complete week.
+    short = dora(world.owner, window_start="2026-03-02", window_end="2026-03-06")
+    assert short["deployment_frequency"]["deployment_days"]["weeks"] == []
+    assert level(short, "deployment_frequency") == (
+        None,
+        None,
+        "the window holds no complete week (Monday to Sunday)",
+    )
+
+
+def test_change_failure_rate_over_successful_deployments(world):
+    payload = dora(world.owner, failure_rate="successful")
+    assert payload["rules"]["failure_rate"] == "successful"
+    rate = payload["change_failure_rate"]
+    # D2 failed: in neither count. D3 (I5, I1), D4 (F1) and D5 (I2) were followed by one; D1 was not.
+    assert (rate["deployments"], rate["failed"], rate["rate"]) == (4, 3, 0.75)
+    assert [(r["key"], r["failed"], keys_of(r["incidents"])) for r in rate["results"]] == [
+        ("D1", False, []),
+        ("D3", True, ["I5", "I1"]),
+        ("D4", True, ["F1"]),
+        ("D5", True, ["I2"]),
+    ]
+    assert [(b["deployments"], b["failed"], b["rate"], b["keys"]) for b in rate["buckets"]] == [
+        (2, 1, 0.5, ["D3"]),
+        (2, 2, 1.0, ["D4", "D5"]),
+    ]
+    assert level(payload, "change_failure_rate") == ("low", 0.75, None)
+    # Ours on the same world: 4 of 5 attempts. Recovery and the other figures are the same either way.
+    attempts = dora(world.owner)
+    assert (attempts["change_failure_rate"]["failed"], attempts["change_failure_rate"]["deployments"]) == (
+        4,
+        5,
+    )
+    for metric in ("deployment_frequency", "lead_time_for_changes", "failed_deployment_recovery_time"):
+        assert payload[metric] == attempts[metric]
+    # A one-day failure window blames I5 and I1 on D3 only: 1 of 4, and 2 of 5 attempts (D2, D3).
+    one_day = dora(world.owner, failure_rate="successful", failure_window_days=1)["change_failure_rate"]
+    assert (one_day["failed"], one_day["deployments"], one_day["rate"]) == (1, 4, 0.25)
+    one_day = dora(world.owner, failure_window_days=1)["change_failure_rate"]
+    assert (one_day["failed"], one_day["deployments"], one_day["rate"]) == (2, 5, 0.4)
+
+
+@pytest.fixture
+def pr_world(world):
+    """world, and pull requests "committed_in" their commits: PR1 -> C1, C3 (shipped by D1, then D3);
+    PR2 -> C2; PR3 -> C4 and C6 (8th 12:00, never built); PR4 -> C5 (staging only); PR5 -> C0 (shipped
+    before the window); PR-A (partner A's GitLab) -> C4. PR1 relates_to C2 (not a commit of PR1)."""
+    a = world.a
+    git, gitlab = a["C1"].connection, a["C4"].connection
+    a["C6"] = supporting(world.shop, "commit", "C6", at(8, 12), git)
+    for key, tool, commits in [
+        ("PR1", git, ["C1", "C3"]),
+        ("PR2", git, ["C2"]),
+        ("PR3", git, ["C4", "C6"]),
+        ("PR4", git, ["C5"]),
+        ("PR5", git, ["C0"]),
+        ("PR-A", gitlab, ["C4"]),
+    ]:
+        a[key] = supporting(world.shop, "pull-request", key, at(1), tool)
+        for commit in commits:
+            link(a[key], a[commit], LinkKind.COMMITTED_IN)
+    link(a["PR1"], a["C2"], LinkKind.RELATES_TO)
+    return world
+
+
+def test_lead_time_for_changes_per_pull_request(pr_world):
+    payload = dora(pr_world.owner, lead_time="pull_request")
+    assert payload["rules"]["lead_time"] == "pull_request"
+    lead = payload["lead_time_for_changes"]
+    # PR2: C2 (3rd 10:00) -> D1 (3rd 15:00). PR1: C1 (2nd 09:00) -> D3 (4th 12:00), which shipped C3, the
+    # last of its commits to ship. PR3: C6 (8th 12:00, never shipped) -> D4 (10th 09:00), which shipped
+    # C4. PR-A: C4 (9th 12:00) -> D4. PR4 never shipped; PR5 shipped before the window.
+    assert [
+        (c["pull_request"]["key"], c["commit"]["key"], c["deployment"]["key"], c["seconds"], c["commits"])
+        for c in lead["changes"]
+    ] == [
+        ("PR2", "C2", "D1", 5 * HOUR, 1),
+        ("PR1", "C1", "D3", 51 * HOUR, 2),
+        ("PR3", "C6", "D4", 45 * HOUR, 2),
+        ("PR-A", "C4", "D4", 21 * HOUR, 1),
+    ]
+    assert lead["changes"][1]["pull_request"] == {"artifact": pr_world.a["PR1"].pk, "key": "PR1"}
+    assert lead["changes"][1]["committed_at"] == "2026-03-02T09:00:00Z"
+    assert lead["changes"][1]["deployed_at"] == "2026-03-04T12:00:00Z"
+    # Sorted 75600, 162000, 183600 and 18000: the median is (75600 + 162000) / 2, 33 hours.
+    assert (lead["count"], lead["p50"], lead["mean"], lead["max"]) == (4, 118800.0, 109800.0, 183600.0)
+    assert [(b["count"], b["p50"], b["keys"]) for b in lead["buckets"]] == [
+        (2, 100800.0, ["PR2", "PR1"]),
+        (2, 118800.0, ["PR3", "PR-A"]),
+    ]
+    assert level(payload, "lead_time_for_changes") == ("high", 118800.0, None)
+    # Per commit, the default, on the same world: 13 hours, elite; the pull requests change nothing.
+    per_commit = dora(pr_world.owner)["lead_time_for_changes"]
+    assert (per_commit["p50"], per_commit["level"]["level"]) == (46800.0, "elite")
+    assert "pull_request" not in per_commit["changes"][0]
+    # Empty, like leaving it out: the default.
+    assert dora(pr_world.owner, lead_time="", failure_rate="")["rules"]["lead_time"] == "commit"
+
+
+def test_a_partner_sees_the_pull_requests_of_its_scope_with_their_visible_commits(pr_world):
+    lead = dora(pr_world.partner_user, lead_time="pull_request")["lead_time_for_changes"]
+    # PR-A is its own; PR3 is linked to its C4, but C6 is two links away: PR3 starts at C4.
+    changes = sorted(
+        (c["pull_request"]["key"], c["commit"]["key"], c["seconds"], c["commits"]) for c in lead["changes"]
+    )
+    assert changes == [("PR-A", "C4", 21 * HOUR, 1), ("PR3", "C4", 21 * HOUR, 1)]
+    assert lead["level"]["level"] == "elite"
 
 
 def test_a_longer_failure_window_blames_a_later_incident(world):
@@ -633,6 +1135,10 @@ def test_the_selector_refuses_bad_rules(world):
         dora_metrics(world.staff, world.shop, window, "week", production_pattern="[")
     with pytest.raises(ValueError, match="failure window must be 1 to 365 days"):
         dora_metrics(world.staff, world.shop, window, "week", failure_window_days=0)
+    with pytest.raises(ValueError, match="unknown lead time convention 'merge'"):
+        dora_metrics(world.staff, world.shop, window, "week", lead_time_convention="merge")
+    with pytest.raises(ValueError, match="unknown change failure rate convention 'all'"):
+        dora_metrics(world.staff, world.shop, window, "week", failure_rate_convention="all")
 
 
 def test_a_partner_sees_the_dora_metrics_of_its_scope_only(world):
@@ -687,6 +1193,9 @@ def test_products_out_of_reach_answer_404(world):
         ({"window_start": "9999-12-25", "window_end": "9999-12-31"}, "window_start", "is outside 1970-01-01"),
         ({"window_start": "0001-01-01", "window_end": "0001-01-10"}, "window_start", "is outside 1970-01-01"),
         ({"window_end": "0001-01-01"}, "window_end", "is outside 1970-01-01"),
+        ({"lead_time": "merge"}, "lead_time", "unknown lead_time 'merge': use commit or pull_request"),
+        ({"failure_rate": "all"}, "failure_rate", "unknown failure_rate 'all': use attempts or successful"),
+        ({"failure_rate": "Successful"}, "failure_rate", "unknown failure_rate 'Successful'"),
     ],
 )
 def test_bad_dora_input_is_a_400_with_a_message(world, params, field, message):
@@ -731,6 +1240,8 @@ def test_dora_runs_a_fixed_number_of_queries(world, django_assert_max_num_querie
     for user in (world.owner, world.partner_user, world.staff):
         with django_assert_max_num_queries(10):
             dora(user)
+        with django_assert_max_num_queries(11):  # the pull requests' commits: one more
+            dora(user, lead_time="pull_request", failure_rate="successful")
     before = {user.username: count_queries(user) for user in (world.owner, world.partner_user)}
     add_pipelines(world, 12, 0)
     after = {user.username: count_queries(user) for user in (world.owner, world.partner_user)}
@@ -748,4 +1259,13 @@ def test_the_schema_documents_the_dora_endpoint(world):
         "bucket",
         "production",
         "failure_window_days",
+        "lead_time",
+        "failure_rate",
     } <= parameters
+    documented = {p["name"]: p for p in response.json()["paths"][URL]["get"]["parameters"]}
+    assert documented["lead_time"]["schema"]["enum"] == ["commit", "pull_request"]
+    assert documented["lead_time"]["schema"]["default"] == "commit"
+    assert "pull request" in documented["lead_time"]["description"]
+    assert documented["failure_rate"]["schema"]["enum"] == ["attempts", "successful"]
+    assert documented["failure_rate"]["schema"]["default"] == "attempts"
+    assert "DevLake" in documented["failure_rate"]["description"]

@@ -9,14 +9,20 @@ from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from metrics.calculators import (
     ChainNode,
     delivery_instant,
     downstream_graph,
+    earliest_deliveries,
+    merge_copies,
     request_lead_time,
+    synced_originals,
     trace_downstream,
+    work_item_delivery,
 )
 from metrics.selectors import DayWindow, request_lead_times
 from tests.clients import api_client_for as client_for
@@ -157,6 +163,163 @@ def test_the_latest_of_each_work_items_earliest_delivery_delivers():
     assert (figures.work_items, figures.work_items_done) == (3, 3)
 
 
+def test_work_shipped_across_several_releases_is_delivered_by_the_last():
+    """Story 3's first commit ships in the release of h30, its merge commit only in that of h80 (after the
+    story was done at h60): the story, and the request with it, are delivered at h80, not h30."""
+    request = node(1, "request", 0)
+    nodes = chain(
+        request,
+        node(2, "story", 5, DONE, h(60)),
+        node(3, "commit", 10),
+        node(4, "commit", 59),
+        node(5, "release", 30, DONE, h(30)),
+        node(6, "release", 80, DONE, h(80)),
+    )
+    edges = [
+        (2, 1, "derived_from"),
+        (2, 3, "committed_in"),
+        (2, 4, "committed_in"),
+        (3, 5, "released_in"),
+        (4, 6, "released_in"),
+    ]
+    figures = request_lead_time(request, nodes, trace_downstream(1, edges), now=h(500))
+    assert (figures.delivered_at, figures.delivered_by, figures.lead_time) == (h(80), 6, 80 * HOUR)
+    assert figures.segments == {"ideate": 5 * HOUR, "create": 55 * HOUR, "release": 20 * HOUR}
+
+
+def test_a_work_item_is_delivered_once_done_and_shipped_whichever_comes_last():
+    release = node(9, "release", 30, DONE, h(30))
+    trace_edges = [(2, 1, "derived_from"), (2, 3, "committed_in"), (3, 9, "released_in")]
+    nodes = chain(node(1, "request", 0), node(2, "story", 5, DONE, h(50)), node(3, "commit", 10), release)
+    trace = trace_downstream(1, trace_edges)
+    earliest = earliest_deliveries(trace, nodes)
+    assert work_item_delivery(nodes[2], trace, nodes, earliest) == (h(50), 9)  # shipped before done
+    nodes[2] = node(2, "story", 5, ACTIVE)
+    assert work_item_delivery(nodes[2], trace, nodes, earliest) is None  # shipped, not done
+    nodes[2] = node(2, "story", 5, DONE, h(20))
+    assert work_item_delivery(nodes[2], trace, nodes, earliest) == (h(30), 9)
+    # Without commits: its link to a release, or its Done alone.
+    released = trace_downstream(1, [(2, 1, "derived_from"), (2, 9, "released_in")])
+    assert work_item_delivery(nodes[2], released, nodes, earliest_deliveries(released, nodes)) == (h(30), 9)
+    alone = trace_downstream(1, [(2, 1, "derived_from")])
+    assert work_item_delivery(nodes[2], alone, nodes, earliest_deliveries(alone, nodes)) == (h(20), None)
+    # A commit never shipped: not delivered.
+    unshipped = trace_downstream(1, [*trace_edges, (2, 4, "committed_in")])
+    nodes[4] = node(4, "commit", 12)
+    assert work_item_delivery(nodes[2], unshipped, nodes, earliest_deliveries(unshipped, nodes)) is None
+
+
+def test_a_request_of_work_without_commits_is_delivered_when_the_last_is_done():
+    request = node(1, "request", 0)
+    nodes = chain(request, node(2, "task", 4, DONE, h(40)), node(3, "task", 6, DONE, h(70)))
+    edges = [(2, 1, "derived_from"), (3, 1, "derived_from")]
+    figures = request_lead_time(request, nodes, trace_downstream(1, edges), now=h(500))
+    assert (figures.delivered_at, figures.delivered_by, figures.lead_time) == (h(70), None, 70 * HOUR)
+    assert figures.segments == {"ideate": 4 * HOUR, "create": 66 * HOUR, "release": 0.0}
+
+
+@pytest.mark.parametrize("work_on", ["original", "copy"])
+def test_a_synced_copy_is_the_same_request(work_on):
+    """Salesforce request 1, its Targetprocess copy 2 (synced_with, copy -> original) and the copy's own
+    Jira copy 3: one request, created when 1 was, whose work hangs off either end."""
+    edges = [
+        (2, 1, "synced_with"),
+        (3, 2, "synced_with"),
+        (4, 1 if work_on == "original" else 3, "derived_from"),
+    ]
+    edges += [(4, 5, "committed_in"), (5, 6, "released_in")]
+    originals = synced_originals(edges)
+    assert originals == {2: 1, 3: 1}
+    merged = merge_copies(edges, originals)
+    assert merged == [(4, 1, "derived_from"), (4, 5, "committed_in"), (5, 6, "released_in")]
+    nodes = chain(
+        node(1, "request", 0),
+        node(4, "feature", 3, DONE, h(20)),
+        node(5, "commit", 10),
+        node(6, "release", 30, DONE, h(30)),
+    )
+    figures = request_lead_time(nodes[1], nodes, trace_downstream(1, merged), now=h(500))
+    assert (figures.delivered_at, figures.lead_time) == (h(30), 30 * HOUR)
+
+
+def test_copies_that_loop_stand_for_the_smallest_id():
+    assert synced_originals([(2, 3, "synced_with"), (3, 2, "synced_with"), (4, 2, "synced_with")]) == {
+        3: 2,
+        4: 2,
+    }
+
+
+def test_a_declined_request_is_closed_not_open():
+    declined = node(1, "request", 0, CANCELED, canceled_at=h(90), tool_status="Declined")
+    nodes = chain(declined, node(2, "feature", 10, ACTIVE))
+    figures = request_lead_time(declined, nodes, trace_downstream(1, [(2, 1, "derived_from")]), now=h(500))
+    assert (figures.delivered, figures.canceled, figures.closed_at, figures.closed_as) == (
+        False,
+        True,
+        h(90),
+        "Declined",
+    )
+    assert (figures.age, figures.furthest_segment) == (90 * HOUR, "create")
+    assert sum(figures.segments.values()) == 90 * HOUR
+
+
+def test_a_request_with_no_work_is_delivered_by_a_release_it_reaches_itself():
+    request = node(1, "request", 0)
+    nodes = chain(request, node(2, "release", 5, DONE, h(25)))
+    figures = request_lead_time(request, nodes, trace_downstream(1, [(1, 2, "released_in")]), now=h(99))
+    assert (figures.delivered_at, figures.delivered_by) == (h(25), 2)
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(st.data())
+def test_the_delivery_never_precedes_the_done_of_any_work_item_with_commits(data):
+    """Random requests: work items (some done), commits under them, deliveries (releases, production
+    deployments, some failed or staging) reached from commits or items at random times."""
+    hours = st.integers(min_value=1, max_value=400)
+    work_count = data.draw(st.integers(1, 4), label="work items")
+    nodes = {1: node(1, "request", 0)}
+    edges = []
+    next_id = 2
+    for _ in range(work_count):
+        item = next_id
+        next_id += 1
+        done = data.draw(st.booleans(), label="done")
+        nodes[item] = node(
+            item, "story", data.draw(hours), DONE if done else ACTIVE, h(data.draw(hours)) if done else None
+        )
+        edges.append((item, 1, "derived_from"))
+        for _ in range(data.draw(st.integers(0, 3), label="commits")):
+            commit = next_id
+            next_id += 1
+            nodes[commit] = node(commit, "commit", data.draw(hours))
+            edges.append((item, commit, "committed_in"))
+            for _ in range(data.draw(st.integers(0, 2), label="deliveries")):
+                delivery = next_id
+                next_id += 1
+                if data.draw(st.booleans(), label="release"):
+                    at = data.draw(hours)
+                    nodes[delivery] = node(delivery, "release", at, DONE, h(at))
+                    edges.append((commit, delivery, "released_in"))
+                else:
+                    environment = data.draw(st.sampled_from(["production", "staging"]))
+                    result = data.draw(st.sampled_from(["SUCCESS", "FAILURE"]))
+                    nodes[delivery] = deployment(delivery, data.draw(hours), environment, result)
+                    edges.append((commit, delivery, "deployed_in"))
+    figures = request_lead_time(nodes[1], nodes, trace_downstream(1, edges), now=h(1000))
+    if not figures.delivered:
+        return
+    for item, commit, kind in edges:
+        if kind == "committed_in":
+            assert figures.delivered_at >= nodes[item].done_at
+            assert figures.delivered_at >= min(_shipping_times(commit, edges, nodes))
+
+
+def _shipping_times(commit, edges, nodes) -> list[datetime]:
+    """When each release or succeeded production deployment the commit is linked to delivered."""
+    found = (delivery_instant(nodes[target]) for source, target, _kind in edges if source == commit)
+    return [at for at in found if at is not None]
+
+
 def test_a_canceled_work_item_neither_blocks_nor_delivers():
     request = node(1, "request", 0)
     nodes = chain(
@@ -197,21 +360,24 @@ def test_a_request_not_delivered_has_an_age_and_its_furthest_segment():
     assert figures.segments == {"ideate": 8 * HOUR, "create": 192 * HOUR, "release": 0.0}
     assert (figures.work_items, figures.work_items_done) == (2, 1)
 
-    # Every work item done, nothing delivered: releasing.
-    nodes = chain(request, node(2, "feature", 8, DONE, h(50)), node(3, "story", 9, DONE, h(40)))
-    figures = request_lead_time(request, nodes, trace_downstream(1, edges), now=now)
+    # Every work item done, a commit not shipped yet: releasing.
+    nodes = chain(
+        request, node(2, "feature", 8, DONE, h(50)), node(3, "story", 9, DONE, h(40)), node(4, "commit", 15)
+    )
+    figures = request_lead_time(request, nodes, trace_downstream(1, edges[:3]), now=now)
     assert (figures.age, figures.furthest_segment) == (200 * HOUR, "release")
     assert figures.segments == {"ideate": 8 * HOUR, "create": 42 * HOUR, "release": 150 * HOUR}
 
 
 def test_phase_boundaries_are_clamped_so_they_sum_to_the_lead_time():
-    # The feature predates the request (linked later) and was done after the deployment.
+    # The feature predates the request (linked later), and was done after its commit was deployed: it is
+    # delivered when done.
     request = node(1, "request", 10)
     nodes = chain(request, node(2, "feature", 0, DONE, h(40)), node(3, "commit", 5), deployment(4, 30))
     edges = [(2, 1, "derived_from"), (2, 3, "committed_in"), (3, 4, "deployed_in")]
     figures = request_lead_time(request, nodes, trace_downstream(1, edges), now=h(99))
-    assert (figures.delivered_at, figures.lead_time) == (h(30), 20 * HOUR)
-    assert figures.segments == {"ideate": 0.0, "create": 20 * HOUR, "release": 0.0}
+    assert (figures.delivered_at, figures.delivered_by, figures.lead_time) == (h(40), 4, 30 * HOUR)
+    assert figures.segments == {"ideate": 0.0, "create": 30 * HOUR, "release": 0.0}
 
 
 # --- the database: a world ----------------------------------------------------------------------------------
@@ -343,8 +509,8 @@ def test_lead_times_of_the_requests_at_a_fixed_now(world):
         world.owner, world.shop, DayWindow(date(2026, 3, 1), date(2026, 3, 31)), now=h(200)
     )
     rows = {row["key"]: row for row in result["requests"]}
-    # Delivered before the window (REQ-OLD), canceled (REQ-X), created after it, another product's: out.
-    assert list(rows) == ["REQ-1", "REQ-4", "REQ-2", "REQ-3"]  # by created_at
+    # Delivered before the window (REQ-OLD), created after it, another product's: out.
+    assert list(rows) == ["REQ-1", "REQ-4", "REQ-X", "REQ-2", "REQ-3"]  # by created_at
 
     delivered = rows["REQ-1"]
     assert delivered["delivered"] is True
@@ -391,8 +557,17 @@ def test_lead_times_of_the_requests_at_a_fixed_now(world):
     assert cycle["age"] == 199 * HOUR
     assert cycle["segments"] == {"ideate": 1 * HOUR, "create": 198 * HOUR, "release": 0.0}
 
+    declined = rows["REQ-X"]  # canceled 1 hour after it was made: closed, not open
+    assert (declined["status"], declined["delivered"], declined["closed_at"], declined["closed_as"]) == (
+        "canceled",
+        False,
+        h(3),
+        "Won't Do",
+    )
+    assert (declined["age"], declined["furthest_segment"]) == (1 * HOUR, "ideate")
+
     summary = result["summary"]
-    assert (summary["requests"], summary["delivered"], summary["open"]) == (4, 1, 3)
+    assert (summary["requests"], summary["delivered"], summary["canceled"], summary["open"]) == (5, 1, 1, 3)
     assert summary["lead_time"]["p50"] == 110 * HOUR
     assert summary["segments_mean"] == {"ideate": 10 * HOUR, "create": 90 * HOUR, "release": 10 * HOUR}
 
@@ -417,7 +592,7 @@ def test_the_api_lists_each_request_with_its_figures(world):
     payload = lead_times(client_for(world.owner))
     assert payload["product"] == {"id": world.shop.pk, "slug": "shop", "name": "Shop"}
     assert payload["window"]["start"] == "2026-03-01T00:00:00Z"
-    assert payload["count"] == 4
+    assert payload["count"] == 5
     row = by_key(payload)["REQ-1"]
     assert row == {
         "artifact": world.a["REQ-1"].pk,
@@ -425,9 +600,12 @@ def test_the_api_lists_each_request_with_its_figures(world):
         "title": "REQ-1 title",
         "url": world.a["REQ-1"].url,
         "created_at": "2026-03-02T00:00:00Z",
+        "status": "delivered",
         "delivered": True,
         "delivered_at": "2026-03-06T14:00:00Z",
         "delivered_by": {"artifact": world.a["DEPLOY-2"].pk, "key": "DEPLOY-2"},
+        "closed_at": None,
+        "closed_as": "",
         "lead_time": 110 * HOUR,
         "age": None,
         "furthest_segment": None,
@@ -448,15 +626,17 @@ def test_status_ordering_and_pages(world):
     client = client_for(world.owner)
     assert [r["key"] for r in lead_times(client, status="delivered")["results"]] == ["REQ-1"]
     assert [r["key"] for r in lead_times(client, status="open")["results"]] == ["REQ-4", "REQ-2", "REQ-3"]
+    assert [r["key"] for r in lead_times(client, status="canceled")["results"]] == ["REQ-X"]
     assert [r["key"] for r in lead_times(client, ordering="-age")["results"]] == [
         "REQ-4",
         "REQ-2",
         "REQ-3",
+        "REQ-X",
         "REQ-1",  # no age: last
     ]
     assert lead_times(client, ordering="-created_at")["results"][0]["key"] == "REQ-3"
     page = lead_times(client, page_size=3, page=2)
-    assert (page["count"], [r["key"] for r in page["results"]]) == (4, ["REQ-3"])
+    assert (page["count"], [r["key"] for r in page["results"]]) == (5, ["REQ-2", "REQ-3"])
     assert page["previous"] is not None and page["next"] is None
 
 
@@ -466,7 +646,12 @@ def test_lead_times_export_as_csv(world):
     assert response["Content-Type"].startswith("text/csv")
     assert "attachment" in response["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
-    assert [row["key"] for row in rows] == ["REQ-1", "REQ-4", "REQ-2", "REQ-3"]
+    assert [row["key"] for row in rows] == ["REQ-1", "REQ-4", "REQ-X", "REQ-2", "REQ-3"]
+    assert (rows[2]["status"], rows[2]["closed_at"], rows[2]["closed_as"]) == (
+        "canceled",
+        "2026-03-02T03:00:00Z",
+        "Won't Do",
+    )
     first = rows[0]
     assert (first["delivered_at"], first["delivered_by"]) == ("2026-03-06T14:00:00Z", "DEPLOY-2")
     assert (first["lead_time"], first["ideate"], first["create"], first["release"]) == (
@@ -481,12 +666,13 @@ def test_lead_times_export_as_csv(world):
 def test_a_partner_sees_the_part_of_the_chain_in_its_scope(world):
     """Partner A owns the CRM: it sees REQ-1 and what is linked to it (FEAT-1, and EPIC-1 through the
     relates_to link), so the walk goes REQ-1 -> FEAT-1 -> EPIC-1 and no further: the stories, commits,
-    builds and deployments are outside its scope."""
+    builds and deployments are outside its scope. What it sees is work without commits, delivered when
+    done (the last at h100)."""
     payload = lead_times(client_for(world.partner_user))
     assert list(by_key(payload)) == ["REQ-1"]
     row = by_key(payload)["REQ-1"]
     assert row["chain"] == ["FEAT-1", "EPIC-1"]
-    assert (row["delivered"], row["delivered_by"], row["furthest_segment"]) == (False, None, "release")
+    assert (row["delivered"], row["delivered_by"], row["furthest_segment"]) == (True, None, None)
     assert (row["work_items"], row["work_items_done"]) == (2, 2)
     assert row["segments"]["create"] == 90 * HOUR  # created h10, done h100
 
@@ -559,3 +745,42 @@ def test_the_schema_documents_the_endpoints(world):
     params = {p["name"] for p in paths[URL]["get"]["parameters"]}
     assert {"product", "window_start", "window_end", "status", "ordering", "page", "page_size"} <= params
     assert "/api/metrics/bottlenecks/" in paths
+
+
+@pytest.mark.parametrize("work_on", ["original", "copy"])
+def test_a_request_synced_into_another_tool_is_one_request(work_on):
+    """A Salesforce request and the Targetprocess copy an integration made of it (synced_with, copy ->
+    original): one row, created when the original was, delivered by the work hanging off either."""
+    shop = ProductFactory(slug="synced")
+    staff = StaffFactory()
+    crm, plan = ToolConnectionFactory(kind="salesforce"), ToolConnectionFactory(kind="targetprocess")
+
+    def art(key, model, connection, *moves, created, **kwargs):
+        return flow_item(
+            shop,
+            *moves,
+            created_at=h(created),
+            artifact_model=artifact_model(model),
+            connection=connection,
+            key=key,
+            flow_type=kwargs.pop("flow_type", None),
+            **kwargs,
+        )
+
+    original = art("FR-1", "request", crm, created=0)
+    copy = art("TP-9", "request", plan, created=2)
+    ArtifactLinkFactory(source=copy, target=original, kind=LinkKind.SYNCED_WITH)
+    feature = art("FEAT-9", "feature", plan, (h(10), ACTIVE), (h(50), DONE), created=5, flow_type="feature")
+    commit = art("C-9", "commit", plan, created=30)
+    release = art("R-9", "release", plan, (h(70), DONE), created=70)
+    ArtifactLinkFactory(
+        source=feature, target=copy if work_on == "copy" else original, kind=LinkKind.DERIVED_FROM
+    )
+    ArtifactLinkFactory(source=feature, target=commit, kind=LinkKind.COMMITTED_IN)
+    ArtifactLinkFactory(source=commit, target=release, kind=LinkKind.RELEASED_IN)
+
+    payload = client_for(staff).get(URL, {"product": "synced", **WINDOW}).json()
+    assert [(row["key"], row["status"], row["lead_time"]) for row in payload["results"]] == [
+        ("FR-1", "delivered", 70 * HOUR)
+    ]
+    assert (payload["summary"]["requests"], payload["summary"]["open"]) == (1, 0)

@@ -409,6 +409,190 @@ def test_a_partners_dora_page_counts_its_own_deployments(world):
     assert "CMT-" not in html  # two links away from A's deployments: outside its scope
 
 
+LEVELS_HEADER = ["Metric", "Convention", "Level", "Band", "Measure", "Value", "Why no level"]
+
+
+def test_the_dora_page_shows_each_figures_level(world):
+    client = client_for(world.owner)
+    response = client.get(page_url("dora", **WINDOW))
+    levels = response.context["levels"]
+    # Weekly deployments from 5 January, every third failed: one deployment day in 8 of the 12 complete
+    # weeks (5 January to 29 March), median 1. Lead time 6 hours. 6 of 12 attempts failed or were
+    # followed by an incident. Recovery: three incidents of 3 hours, three failed deployments recovered
+    # 7 days 1 hour later (the fourth, DEP-11, not yet): median (3 + 169) / 2 = 86 hours.
+    assert {name: (level["level"], level["shown_value"]) for name, level in levels.items()} == {
+        "deployment_frequency": ("high", 1.0),
+        "lead_time_for_changes": ("elite", 6.0),
+        "change_failure_rate": ("low", 50.0),
+        "failed_deployment_recovery_time": ("medium", 86.0),
+    }
+    html = response.content.decode()
+    summary = html[html.index('id="dora-summary"') : html.index("</dl>")]
+    for level in ("high", "elite", "low", "medium"):
+        assert (
+            f'class="dora-level dora-level-{level}"><span class="meter" aria-hidden="true"></span>' in summary
+        )
+    assert "Level: High</span>" in summary and "(between once per day and once per week)" in summary
+    assert "Level: Medium</span>" in summary and "(between one day and one week)" in summary
+    assert "style=" not in html and "<script>" not in html  # the CSP: no inline styles or scripts
+    # The convention choices, defaults selected.
+    assert '<option value="commit" selected>Per commit</option>' in html
+    assert '<option value="attempts" selected>Over every deployment attempt</option>' in html
+    assert reverse("portal:dora-csv", args=["granted", "levels"]) in html
+    lines = read_csv(client.get(reverse("portal:dora-csv", args=["granted", "levels"]), WINDOW))
+    assert lines == [
+        LEVELS_HEADER,
+        [
+            "Deployment frequency",
+            "deployment days",
+            "high",
+            "between once per day and once per week",
+            "median deployment days per complete week",
+            "1.0",
+            "",
+        ],
+        ["Lead time for changes", "per commit", "elite", "less than one day", "p50 (hours)", "6.0", ""],
+        [
+            "Change failure rate",
+            "over every finished deployment attempt",
+            "low",
+            "more than 15%",
+            "rate %",
+            "50.0",
+            "",
+        ],
+        [
+            "Failed deployment recovery time",
+            "",
+            "medium",
+            "between one day and one week",
+            "p50 (hours)",
+            "86.0",
+            "",
+        ],
+    ]
+
+
+def test_the_dora_page_and_its_csv_use_the_chosen_conventions(world):
+    """Pull requests committed_in the weekly commits (CMT-n at Monday 09:00, shipped by DEP-n at 15:00
+    unless DEP-n failed: CMT-2 never shipped): PR-X -> CMT-0, CMT-1 (ends at DEP-1, 7 days 6 hours);
+    PR-Y -> CMT-3 (6 hours); PR-W -> CMT-2, CMT-4 (from 19 January 09:00 to DEP-4 on 2 February 15:00, 14
+    days 6 hours); PR-Z -> CMT-2 (never shipped)."""
+    from vsm.models import Artifact
+
+    github = Artifact.objects.get(key="CMT-0").connection
+    for key, commits in [
+        ("PR-X", [0, 1]),
+        ("PR-Y", [3]),
+        ("PR-W", [2, 4]),
+        ("PR-Z", [2]),
+    ]:
+        pull_request = _supporting(world.product, "pull-request", key, BASE_TIME, github)
+        for week in commits:
+            ArtifactLinkFactory(
+                source=pull_request,
+                target=Artifact.objects.get(key=f"CMT-{week}"),
+                kind=LinkKind.COMMITTED_IN,
+            )
+    client = client_for(world.owner)
+    chosen = {**WINDOW, "bucket": "month", "lead_time": "pull_request", "failure_rate": "successful"}
+    response = client.get(page_url("dora", **chosen))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<option value="pull_request" selected>' in html and '<option value="successful" selected>' in html
+    assert "lead time for changes per pull request, from its first commit" in html
+    assert "change failure rate over successful deployments." in html
+    levels = response.context["levels"]
+    # Sorted 6, 174 and 342 hours: the median 174 hours, more than a week. 2 of the 8 successful
+    # deployments were followed by an incident (INC-1 after DEP-1, INC-9 after DEP-9; INC-5 followed
+    # DEP-5, which failed): 25%.
+    assert (levels["lead_time_for_changes"]["level"], levels["lead_time_for_changes"]["shown_value"]) == (
+        "medium",
+        174.0,
+    )
+    assert (levels["change_failure_rate"]["level"], levels["change_failure_rate"]["shown_value"]) == (
+        "low",
+        25.0,
+    )
+    # The CSV downloads keep the conventions and carry their figures.
+    assert "lead_time=pull_request" in response.context["query"]
+    assert "failure_rate=successful" in response.context["query"]
+
+    def csv_of(table):
+        return read_csv(client.get(reverse("portal:dora-csv", args=["granted", table]), chosen))
+
+    assert csv_of("lead_time") == [
+        ["Bucket start", "Pull requests", "p50 (hours)", "p85 (hours)", "Mean (hours)"],
+        # January: PR-X (174 h) and PR-Y (6 h); p85 = 6 + 0.85 * 168 hours.
+        ["2026-01-01", "2", "90.0", "148.8", "90.0"],
+        ["2026-02-01", "1", "342.0", "342.0", "342.0"],
+        ["2026-03-01", "0", "", "", ""],
+    ]
+    assert csv_of("failure_rate") == [
+        ["Bucket start", "Successful deployments", "Followed by an incident or defect", "Rate %"],
+        ["2026-01-01", "3", "1", "33.3"],
+        ["2026-02-01", "3", "0", "0.0"],
+        ["2026-03-01", "2", "1", "50.0"],
+    ]
+    deployments = csv_of("deployments")
+    assert deployments[0] == [
+        "Deployment",
+        "At (UTC)",
+        "Followed by an incident or defect",
+        "Incidents and defects that followed",
+    ]
+    assert [line[0] for line in deployments[1:]] == [f"DEP-{n}" for n in (0, 1, 3, 4, 6, 7, 9, 10)]
+    assert [line[0] for line in deployments[1:] if line[2] == "yes"] == ["DEP-1", "DEP-9"]
+    levels_csv = csv_of("levels")
+    assert levels_csv[2] == [
+        "Lead time for changes",
+        "per pull request, from its first commit",
+        "medium",
+        "between one week and one month",
+        "p50 (hours)",
+        "174.0",
+        "",
+    ]
+    assert levels_csv[3][:3] == ["Change failure rate", "over successful deployments", "low"]
+    # Ours on the same world: 8 commits of 6 hours; 6 of 12 attempts.
+    default = client.get(page_url("dora", **WINDOW, bucket="month")).context["levels"]
+    assert default["lead_time_for_changes"]["shown_value"] == 6.0
+    assert default["change_failure_rate"]["shown_value"] == 50.0
+
+
+def test_a_partners_dora_levels_come_from_its_scope(world):
+    response = client_for(world.partner_user).get(page_url("dora", **WINDOW))
+    levels = response.context["levels"]
+    # Its deployments on odd weeks, DEP-5 and DEP-11 failed: deployment days in 4 of the 12 weeks (median
+    # 0), 2, 1 and 1 in January, February and March (median 1): medium, where the owner sees high.
+    days = response.context["metrics"]["deployment_frequency"]["deployment_days"]
+    assert ([week["days"] for week in days["weeks"]], days["median_per_month"]) == (
+        [0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0],
+        1.0,
+    )
+    assert levels["deployment_frequency"]["level"] == "medium"
+    # The commits are two links away from its deployments: no lead time, hence no level, and why.
+    assert levels["lead_time_for_changes"]["level"] is None
+    html = response.content.decode()
+    assert "No level</span>" in html
+    assert "(no change shipped by a production deployment in the window)" in html
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"lead_time": "merge"}, "Lead time for changes: Select a valid choice. merge is not one of"),
+        ({"failure_rate": "all"}, "Change failure rate: Select a valid choice. all is not one of"),
+    ],
+)
+def test_a_bad_convention_is_a_message_and_the_default(world, params, message):
+    response = client_for(world.owner).get(page_url("dora", **WINDOW), params)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert response.context["metrics"]["rules"]["lead_time"] == "commit"
+    assert response.context["metrics"]["rules"]["failure_rate"] == "attempts"
+
+
 # --- forecast ------------------------------------------------------------------------------------------
 
 
@@ -494,6 +678,8 @@ BAD_INPUT = {
         {"failure_window_days": "0"},
         {"failure_window_days": "99999"},
         {"window_start": "2020-01-01", "window_end": "2026-01-01"},
+        {"lead_time": "merge"},
+        {"failure_rate": "all"},
     ],
     "forecast": [
         {"until": "2020-01-01"},
@@ -531,6 +717,7 @@ def test_every_page_stays_under_20_queries(crowded_world, role, django_assert_ma
         page_url("analyzer", state="open", sort="-age"),
         page_url("analyzer", q="item", type="feature"),
         page_url("dora", bucket="day", **WINDOW),
+        page_url("dora", lead_time="pull_request", failure_rate="successful", **WINDOW),
         reverse("portal:dora-csv", args=["granted", "deployments"]),
         page_url("forecast", **HISTORY),
         page_url("forecast", question="when", items=30, **HISTORY),

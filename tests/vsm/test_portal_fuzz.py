@@ -100,7 +100,9 @@ PAGES = [
     Page(
         "dora-csv",
         DoraForm,
-        path_args=_product_args("frequency", "lead_time", "failure_rate", "recovery", "deployments"),
+        path_args=_product_args(
+            "levels", "frequency", "lead_time", "failure_rate", "recovery", "deployments"
+        ),
     ),
     Page("forecast", ForecastForm, path_args=_product_args()),
     Page("forecast-csv", ForecastForm, path_args=_product_args("forecast", "history")),

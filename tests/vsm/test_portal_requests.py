@@ -217,3 +217,40 @@ def test_a_deep_chain_below_a_request_stays_within_the_query_bound(world, django
     with django_assert_max_num_queries(20):
         rows = rows_of(client.get(URL).content.decode())
     assert rows["REQ-3"].startswith('"in_progress"')
+
+
+def test_a_synced_copy_is_the_same_request_and_a_declined_one_says_when_it_closed(world):
+    from vsm.choices import FlowState, LinkKind
+
+    copy = flow_item(
+        world.product,
+        created_at=day(1),
+        flow_type=None,
+        artifact_model=artifact_model("request"),
+        connection=world.targetprocess,
+        key="TP-REQ-1",
+        title="Pay by invoice",
+    )
+    ArtifactLinkFactory(source=copy, target=world.request, kind=LinkKind.SYNCED_WITH)
+    flow_item(
+        world.product,
+        (day(33), FlowState.CANCELED),
+        created_at=day(31),
+        flow_type=None,
+        artifact_model=artifact_model("request"),
+        connection=world.salesforce,
+        key="REQ-DECLINED",
+        title="Pay in kind",
+        tool_status="Declined",
+    )
+    rows = rows_of(client_for(world.owner).get(URL).content.decode())
+    assert "TP-REQ-1" not in rows and rows["REQ-1"].startswith('"delivered"')
+    declined = rows["REQ-DECLINED"]
+    assert declined.startswith('"canceled"') and "2026-02-07 as “Declined”" in declined
+    exported = list(csv.DictReader(io.StringIO(client_for(world.owner).get(CSV_URL).content.decode())))
+    assert [row["key"] for row in exported].count("REQ-1") == 1 and "TP-REQ-1" not in {
+        r["key"] for r in exported
+    }
+    closed = next(row for row in exported if row["key"] == "REQ-DECLINED")
+    assert (closed["status"], closed["closed_as"]) == ("canceled", "Declined")
+    assert closed["closed_at"].startswith("2026-02-07")

@@ -170,3 +170,34 @@ def test_a_deep_chain_stays_within_the_query_bound(world, django_assert_max_num_
     with django_assert_max_num_queries(20):
         html = client.get(trace_url(world.request)).content.decode()
     assert 'id="chain-deep"' in html and "DEEP-5" in html and "DEEP-14" not in html
+
+
+def test_a_synced_copy_shows_as_its_request_and_a_declined_request_as_closed(world):
+    from vsm.choices import FlowState
+
+    copy = flow_item(
+        world.product,
+        created_at=day(1),
+        flow_type=None,
+        artifact_model=artifact_model("request"),
+        connection=world.targetprocess,
+        key="TP-REQ-1",
+        title="Pay by invoice (copy)",
+    )
+    ArtifactLinkFactory(source=copy, target=world.request, kind=LinkKind.SYNCED_WITH)
+    html = client_for(world.owner).get(trace_url(copy)).content.decode()
+    assert html.count('class="timeline"') == 1 and 'id="timeline-' + str(world.request.pk) in html
+
+    declined = flow_item(
+        world.product,
+        (day(40), FlowState.CANCELED),
+        created_at=day(31),
+        flow_type=None,
+        artifact_model=artifact_model("request"),
+        connection=world.salesforce,
+        key="REQ-DECLINED",
+        tool_status="Declined",
+    )
+    html = client_for(world.owner).get(trace_url(declined)).content.decode()
+    assert "Not delivered yet" not in html
+    assert "Closed 2026-02-14 09:00 as “Declined”, not delivered, after <strong>9.0 days</strong>" in html

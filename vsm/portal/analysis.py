@@ -263,6 +263,47 @@ def _sort_links(filters: dict, sort: str) -> dict:
 
 # --- DORA ----------------------------------------------------------------------------------------------
 
+DORA_FIGURES = {
+    "deployment_frequency": "Deployment frequency",
+    "lead_time_for_changes": "Lead time for changes",
+    "change_failure_rate": "Change failure rate",
+    "failed_deployment_recovery_time": "Failed deployment recovery time",
+}
+DORA_CONVENTION_WORDS = {
+    "commit": "per commit",
+    "pull_request": "per pull request, from its first commit",
+    "attempts": "over every finished deployment attempt",
+    "successful": "over successful deployments",
+}
+
+
+def _dora_levels(metrics: dict) -> dict:
+    """Per figure: its level (as the API gives it), a label, and the value tested in the page's units."""
+    rules = metrics["rules"]
+    conventions = {
+        "deployment_frequency": "deployment days",
+        "lead_time_for_changes": DORA_CONVENTION_WORDS[rules["lead_time"]],
+        "change_failure_rate": DORA_CONVENTION_WORDS[rules["failure_rate"]],
+        "failed_deployment_recovery_time": None,
+    }
+    levels = {}
+    for name, title in DORA_FIGURES.items():
+        level = metrics[name]["level"]
+        value, measure = level["value"], level["measure"]
+        if name in ("lead_time_for_changes", "failed_deployment_recovery_time"):
+            value, measure = _hours(value), "p50 (hours)"
+        elif name == "change_failure_rate":
+            value, measure = _percent(value), "rate %"
+        levels[name] = {
+            **level,
+            "label": level["level"].capitalize() if level["level"] else "No level",
+            "title": title,
+            "convention": conventions[name],
+            "shown_measure": measure,
+            "shown_value": value,
+        }
+    return levels
+
 
 def _dora_context(request, slug: str) -> dict:
     product = metrics_selectors.product_get_visible(request.user, slug)
@@ -273,6 +314,9 @@ def _dora_context(request, slug: str) -> dict:
     lead_time = metrics["lead_time_for_changes"]
     failure_rate = metrics["change_failure_rate"]
     recovery = metrics["failed_deployment_recovery_time"]
+    per_pull_request = rules["lead_time_convention"] == "pull_request"
+    successful_only = rules["failure_rate_convention"] == "successful"
+    levels = _dora_levels(metrics)
     trace_url = trace_urls()
     deployments_by_bucket: dict = {}
     for deployment in frequency["deployments"]:
@@ -284,6 +328,24 @@ def _dora_context(request, slug: str) -> dict:
         return start.date().isoformat()
 
     tables = {
+        "levels": {
+            "caption": f"DORA performance levels: {metrics['rules']['levels']}",
+            "columns": ["Metric", "Convention", "Level", "Band", "Measure", "Value", "Why no level"],
+            "rows": [
+                {
+                    "cells": [
+                        level["title"],
+                        level["convention"],
+                        level["level"],
+                        level["band"],
+                        level["shown_measure"],
+                        level["shown_value"],
+                        level["reason"],
+                    ]
+                }
+                for level in levels.values()
+            ],
+        },
         "frequency": {
             "caption": "Deployment frequency: successful production deployments per bucket",
             "columns": ["Bucket start", "Deployments"],
@@ -297,8 +359,19 @@ def _dora_context(request, slug: str) -> dict:
             ],
         },
         "lead_time": {
-            "caption": "Lead time for changes: commit to its first production deployment, in hours",
-            "columns": ["Bucket start", "Changes", "p50 (hours)", "p85 (hours)", "Mean (hours)"],
+            "caption": (
+                "Lead time for changes per pull request: its first commit to the production deployment "
+                "that shipped the last of its commits, in hours"
+                if per_pull_request
+                else "Lead time for changes: commit to its first production deployment, in hours"
+            ),
+            "columns": [
+                "Bucket start",
+                "Pull requests" if per_pull_request else "Changes",
+                "p50 (hours)",
+                "p85 (hours)",
+                "Mean (hours)",
+            ],
             "rows": [
                 {
                     "cells": [
@@ -313,9 +386,18 @@ def _dora_context(request, slug: str) -> dict:
             ],
         },
         "failure_rate": {
-            "caption": "Change failure rate: production deployments that failed or that an incident or "
-            "defect followed",
-            "columns": ["Bucket start", "Deployments", "Failed", "Rate %"],
+            "caption": (
+                "Change failure rate over successful production deployments: those an incident or defect "
+                "followed (failed deployments are not counted)"
+                if successful_only
+                else "Change failure rate: production deployments that failed or that an incident or "
+                "defect followed"
+            ),
+            "columns": (
+                ["Bucket start", "Successful deployments", "Followed by an incident or defect", "Rate %"]
+                if successful_only
+                else ["Bucket start", "Deployments", "Failed", "Rate %"]
+            ),
             "rows": [
                 {"cells": [day(row["start"]), row["deployments"], row["failed"], _percent(row["rate"])]}
                 for row in failure_rate["buckets"]
@@ -330,8 +412,16 @@ def _dora_context(request, slug: str) -> dict:
             ],
         },
         "deployments": {
-            "caption": "Production deployments in the window",
-            "columns": ["Deployment", "At (UTC)", "Failed"],
+            "caption": (
+                "Successful production deployments in the window (failed ones are not counted)"
+                if successful_only
+                else "Production deployments in the window"
+            ),
+            "columns": [
+                "Deployment",
+                "At (UTC)",
+                "Followed by an incident or defect" if successful_only else "Failed",
+            ],
             "items_column": "Incidents and defects that followed",
             "rows": [
                 {
@@ -383,6 +473,11 @@ def _dora_context(request, slug: str) -> dict:
             "failure_rate": _percent(failure_rate["rate"]),
             "recovery_p50": _hours(recovery["p50"]),
         },
+        "levels": levels,
+        "conventions": {
+            "lead_time": DORA_CONVENTION_WORDS[rules["lead_time_convention"]],
+            "failure_rate": DORA_CONVENTION_WORDS[rules["failure_rate_convention"]],
+        },
         "query": urlencode({**_window_query(window), "bucket": bucket, **_dora_rules_query(rules)}),
         "tables": tables,
         "charts": charts,
@@ -390,7 +485,11 @@ def _dora_context(request, slug: str) -> dict:
 
 
 def _dora_rules_query(rules: dict) -> dict:
-    query = {"failure_window_days": rules["failure_window_days"]}
+    query = {
+        "failure_window_days": rules["failure_window_days"],
+        "lead_time": rules["lead_time_convention"],
+        "failure_rate": rules["failure_rate_convention"],
+    }
     if rules["production_pattern"]:
         query["production"] = rules["production_pattern"]
     return query

@@ -11,6 +11,10 @@ from django import forms
 from metrics.api import DEFAULT_WINDOW_DAYS, FORECAST_MAX_DAYS_AHEAD
 from metrics.calculators import (
     DORA_DEFAULT_FAILURE_WINDOW_DAYS,
+    DORA_FAILURE_RATE_ATTEMPTS,
+    DORA_FAILURE_RATE_SUCCESSFUL,
+    DORA_LEAD_TIME_COMMIT,
+    DORA_LEAD_TIME_PULL_REQUEST,
     DORA_MAX_PATTERN_LENGTH,
     Bucket,
     dora_production_pattern,
@@ -203,6 +207,16 @@ class ItemAnalyzerForm(FlowTypeFilter):
         return self.cleaned_data.get(name) or (ITEM_SORT_CHOICES[0][0] if name == "sort" else "")
 
 
+DORA_LEAD_TIME_CHOICES = [
+    (DORA_LEAD_TIME_COMMIT, "Per commit"),
+    (DORA_LEAD_TIME_PULL_REQUEST, "Per pull request, from its first commit (DevLake)"),
+]
+DORA_FAILURE_RATE_CHOICES = [
+    (DORA_FAILURE_RATE_ATTEMPTS, "Over every deployment attempt"),
+    (DORA_FAILURE_RATE_SUCCESSFUL, "Over successful deployments (DevLake)"),
+]
+
+
 class DoraForm(BucketFilter, WindowForm):
     production = forms.CharField(
         required=False,
@@ -213,6 +227,21 @@ class DoraForm(BucketFilter, WindowForm):
     failure_window_days = forms.IntegerField(
         required=False, min_value=1, max_value=DORA_MAX_FAILURE_WINDOW_DAYS, label="Failure window (days)"
     )
+    # The defaults come first: a URL without them shows them selected.
+    lead_time = forms.ChoiceField(
+        choices=DORA_LEAD_TIME_CHOICES, required=False, label="Lead time for changes"
+    )
+    failure_rate = forms.ChoiceField(
+        choices=DORA_FAILURE_RATE_CHOICES, required=False, label="Change failure rate"
+    )
+
+    def __init__(self, data, *args, **kwargs):
+        # Without a convention in the URL, its select shows the default one selected, like the bucket.
+        if data is not None and not (data.get("lead_time") and data.get("failure_rate")):
+            data = data.copy()
+            data["lead_time"] = data.get("lead_time") or DORA_LEAD_TIME_COMMIT
+            data["failure_rate"] = data.get("failure_rate") or DORA_FAILURE_RATE_ATTEMPTS
+        super().__init__(data, *args, **kwargs)
 
     def clean_production(self):
         value = self.cleaned_data.get("production") or ""
@@ -223,12 +252,14 @@ class DoraForm(BucketFilter, WindowForm):
         return value or None
 
     def rules(self) -> dict:
-        """The valid production pattern and failure window, or the defaults after bad input."""
+        """The valid production pattern, failure window and conventions, or the defaults after bad input."""
         self.is_valid()
         return {
             "production_pattern": self.cleaned_data.get("production"),
             "failure_window_days": self.cleaned_data.get("failure_window_days")
             or DORA_DEFAULT_FAILURE_WINDOW_DAYS,
+            "lead_time_convention": self.cleaned_data.get("lead_time") or DORA_LEAD_TIME_COMMIT,
+            "failure_rate_convention": self.cleaned_data.get("failure_rate") or DORA_FAILURE_RATE_ATTEMPTS,
         }
 
 

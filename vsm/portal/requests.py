@@ -119,7 +119,7 @@ def delivery_status(figures, trace, nodes: dict) -> str:
     """Delivered, canceled, not started (no work item downstream has left New) or in progress."""
     if figures.delivered:
         return DELIVERED
-    if nodes[trace.start].state == calculators.CANCELED:
+    if figures.canceled:
         return CANCELED
     work = [
         nodes[node]
@@ -214,6 +214,8 @@ def _rows(user, requests: list, hidden: set[str], now) -> list[dict]:
                 "status_label": STATUS_LABELS[status],
                 "segment": figures.furthest_segment,
                 "delivered_at": figures.delivered_at,
+                "closed_at": figures.closed_at,
+                "closed_as": figures.closed_as,
                 "delivered_by": delivered_by,
                 "features": features,
                 "work_items": figures.work_items,
@@ -296,6 +298,8 @@ def request_list_csv(request):
         "furthest_segment",
         "delivered_at",
         "delivered_by",
+        "closed_at",
+        "closed_as",
         "features",
         "lead_time_or_age_days",
         "forecast_85",
@@ -315,6 +319,8 @@ def request_list_csv(request):
             "furthest_segment": row["segment"],
             "delivered_at": row["delivered_at"].isoformat() if row["delivered_at"] else None,
             "delivered_by": row["delivered_by"].key if row["delivered_by"] else None,
+            "closed_at": row["closed_at"].isoformat() if row["closed_at"] else None,
+            "closed_as": row["closed_as"],
             "features": " ".join(node.key for node in row["features"]),
             "lead_time_or_age_days": row["days"],
             "forecast_85": row["forecast"].isoformat() if row["forecast"] else None,

@@ -182,8 +182,10 @@ def _curve(position: dict, one, other) -> str:
 
 
 def request_timelines(request_ids, chain, nodes: dict, cards: dict, now) -> list[dict]:
-    """Each customer request's end-to-end lead time and its phases, drawn as one bar each."""
-    graph = calculators.downstream_graph(chain.edges)
+    """Each customer request's end-to-end lead time and its phases, drawn as one bar each (its synced
+    copies standing for it)."""
+    edges = calculators.merge_copies(chain.edges, calculators.synced_originals(chain.edges))
+    graph = calculators.downstream_graph(edges)
     timelines = []
     for request_id in request_ids:
         if request_id not in nodes:
@@ -201,7 +203,7 @@ def request_timelines(request_ids, chain, nodes: dict, cards: dict, now) -> list
                     "days": round(seconds / DAY, 1),
                     "x": round(TIMELINE_WIDTH * offset / span, 1) if span else 0,
                     "width": round(width, 1),
-                    "open": not figures.delivered and phase == figures.furthest_segment,
+                    "open": not (figures.delivered or figures.canceled) and phase == figures.furthest_segment,
                 }
             )
             offset += seconds
@@ -230,9 +232,12 @@ def trace(request, pk: int):
     cards = selectors.artifact_cards_for(request.user, chain.node_ids)
     nodes = metrics_selectors.chain_nodes(request.user, set(cards), now)
     pending = list(selectors.pending_links_for(request.user, cards))
+    copies = calculators.synced_originals(chain.edges)  # a copy of a request in the chain is that request
     requests = [
         node
-        for node in (artifact.pk, *sorted(chain.upstream_ids))
+        for node in dict.fromkeys(
+            copies.get(node, node) for node in (artifact.pk, *sorted(chain.upstream_ids))
+        )
         if node in cards and cards[node]["artifact_model__slug"] in metrics_selectors.TRACE_REQUEST_MODELS
     ]
     order = [node for node in chain.node_ids if node in cards]
