@@ -239,3 +239,33 @@ def build_portal_world(stories: int = 3, requests: int = 3):
     w.owner = ProductRoleFactory(product=w.product, role=ProductRoleName.OWNER, user__username="po").user
     w.partner_user = PartnerMembershipFactory(partner=w.partner, user__username="acme").user
     return w
+
+
+def add_synced_copy(w, key: str = "TP-REQ-1"):
+    """The Targetprocess copy an integration made of REQ-1 (synced_with, copy -> original)."""
+    copy = flow_item(
+        w.product,
+        created_at=day(1),
+        flow_type=None,
+        artifact_model=artifact_model("request"),
+        connection=w.targetprocess,
+        key=key,
+        title=f"{w.request.title} (copy)",
+    )
+    ArtifactLinkFactory(source=copy, target=w.request, kind=LinkKind.SYNCED_WITH)
+    return copy
+
+
+def add_declined_request(w, *, created: float, declined: float, key: str = "REQ-DECLINED"):
+    """A Salesforce request declined (canceled, as "Declined") before any work began."""
+    return flow_item(
+        w.product,
+        (day(declined), FlowState.CANCELED),
+        created_at=day(created),
+        flow_type=None,
+        artifact_model=artifact_model("request"),
+        connection=w.salesforce,
+        key=key,
+        title="Pay in kind",
+        tool_status="Declined",
+    )

@@ -19,7 +19,15 @@ from tests.factories import (
     artifact_model,
     flow_item,
 )
-from tests.vsm.portal_worlds import ACCOUNT, FOREIGN_NAMES, REVENUE, build_portal_world, day
+from tests.vsm.portal_worlds import (
+    ACCOUNT,
+    FOREIGN_NAMES,
+    REVENUE,
+    add_declined_request,
+    add_synced_copy,
+    build_portal_world,
+    day,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -220,29 +228,8 @@ def test_a_deep_chain_below_a_request_stays_within_the_query_bound(world, django
 
 
 def test_a_synced_copy_is_the_same_request_and_a_declined_one_says_when_it_closed(world):
-    from vsm.choices import FlowState, LinkKind
-
-    copy = flow_item(
-        world.product,
-        created_at=day(1),
-        flow_type=None,
-        artifact_model=artifact_model("request"),
-        connection=world.targetprocess,
-        key="TP-REQ-1",
-        title="Pay by invoice",
-    )
-    ArtifactLinkFactory(source=copy, target=world.request, kind=LinkKind.SYNCED_WITH)
-    flow_item(
-        world.product,
-        (day(33), FlowState.CANCELED),
-        created_at=day(31),
-        flow_type=None,
-        artifact_model=artifact_model("request"),
-        connection=world.salesforce,
-        key="REQ-DECLINED",
-        title="Pay in kind",
-        tool_status="Declined",
-    )
+    add_synced_copy(world)
+    add_declined_request(world, created=31, declined=33)
     rows = rows_of(client_for(world.owner).get(URL).content.decode())
     assert "TP-REQ-1" not in rows and rows["REQ-1"].startswith('"delivered"')
     declined = rows["REQ-DECLINED"]

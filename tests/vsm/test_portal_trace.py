@@ -8,7 +8,13 @@ from django.urls import reverse
 
 from tests.clients import portal_client_for as client_for
 from tests.factories import ArtifactLinkFactory, StaffFactory, artifact_model, flow_item
-from tests.vsm.portal_worlds import FOREIGN_NAMES, build_portal_world, day
+from tests.vsm.portal_worlds import (
+    FOREIGN_NAMES,
+    add_declined_request,
+    add_synced_copy,
+    build_portal_world,
+    day,
+)
 from vsm.choices import LinkKind
 from vsm.portal import trace as trace_views
 
@@ -173,31 +179,11 @@ def test_a_deep_chain_stays_within_the_query_bound(world, django_assert_max_num_
 
 
 def test_a_synced_copy_shows_as_its_request_and_a_declined_request_as_closed(world):
-    from vsm.choices import FlowState
-
-    copy = flow_item(
-        world.product,
-        created_at=day(1),
-        flow_type=None,
-        artifact_model=artifact_model("request"),
-        connection=world.targetprocess,
-        key="TP-REQ-1",
-        title="Pay by invoice (copy)",
-    )
-    ArtifactLinkFactory(source=copy, target=world.request, kind=LinkKind.SYNCED_WITH)
+    copy = add_synced_copy(world)
     html = client_for(world.owner).get(trace_url(copy)).content.decode()
     assert html.count('class="timeline"') == 1 and 'id="timeline-' + str(world.request.pk) in html
 
-    declined = flow_item(
-        world.product,
-        (day(40), FlowState.CANCELED),
-        created_at=day(31),
-        flow_type=None,
-        artifact_model=artifact_model("request"),
-        connection=world.salesforce,
-        key="REQ-DECLINED",
-        tool_status="Declined",
-    )
+    declined = add_declined_request(world, created=31, declined=40)
     html = client_for(world.owner).get(trace_url(declined)).content.decode()
     assert "Not delivered yet" not in html
     assert "Closed 2026-02-14 09:00 as “Declined”, not delivered, after <strong>9.0 days</strong>" in html
